@@ -1,0 +1,62 @@
+# Transformers, from scratch. Two commands on a fresh machine with Python 3.10+:
+#   make course   set up .venv, execute every notebook in order, build the HTML book
+#   make test     set up .venv, lint, unit + parity tests, strict nbval run of every notebook
+# Both reuse an existing .venv. Set TORCH_SPEC to choose the torch build installed first
+# (CI uses the CPU build: TORCH_SPEC=torch==2.13.0).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_SPEC ?=
+NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
+
+.PHONY: course test lint unit nbval book lab student times refresh doctor clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(if $(TORCH_SPEC),$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)")
+	$(BIN)/python -m pip install --quiet -e ".[test,instructor]"
+	touch $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m course_lib run --out _build/executed
+	$(MAKE) book
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build notebooks --path-output . --warningiserror --quiet
+	@echo "The book: _build/html/index.html"
+
+test: lint unit nbval
+
+lint: $(STAMP)
+	$(BIN)/ruff check course_lib tests data
+	$(BIN)/ruff format --check course_lib tests data
+
+unit: $(STAMP)
+	COURSE_REQUIRE_ALL=1 $(BIN)/python -m pytest -q tests
+
+nbval: $(STAMP)
+	$(NBVAL) -q --durations=0
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks
+
+student: $(STAMP)
+	$(BIN)/python -m course_lib student --out student
+
+times: $(STAMP)
+	$(BIN)/python -m course_lib run --out _build/executed
+
+# Re-execute the solution notebooks in place and strip volatile metadata (authors only).
+refresh: $(STAMP)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/[0-9][0-9]_*.ipynb
+	$(BIN)/nbstripout --keep-output --keep-count notebooks/[0-9][0-9]_*.ipynb
+
+doctor: $(STAMP)
+	$(BIN)/python -m course_lib doctor
+
+clean:
+	rm -rf _build student

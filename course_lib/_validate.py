@@ -1,0 +1,55 @@
+"""Input checks shared by every module: one place that words "expected ..., got ..." errors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def describe(value: object) -> str:
+    """A short description of a value for error messages: shape and dtype for arrays."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(value).__name__} of shape {tuple(shape)} and dtype {dtype}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def check_tensor(
+    value: object,
+    name: str,
+    *,
+    ndim: int | None = None,
+    dtypes: Sequence[torch.dtype] | None = None,
+) -> torch.Tensor:
+    """Return ``value`` if it is a tensor with ``ndim`` dimensions and one of ``dtypes``.
+
+    Raises:
+        TypeError: if ``value`` is not a tensor or has another dtype.
+        ValueError: if it has another number of dimensions.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {describe(value)}")
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-D tensor, got shape {tuple(value.shape)} ({value.ndim}-D)"
+        )
+    if dtypes is not None and value.dtype not in dtypes:
+        wanted = " or ".join(str(d) for d in dtypes)
+        raise TypeError(f"{name}: expected dtype {wanted}, got {value.dtype}")
+    return value
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int greater than zero, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+    return value
+
+
+def check_fraction(value: object, name: str) -> float:
+    """Return ``value`` if it is a number strictly between 0 and 1, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name}: expected a number strictly between 0 and 1, got {value!r}")
+    return float(value)

@@ -1,0 +1,159 @@
+"""Exercise checkers: one friendly line on success, a helpful ``AssertionError`` otherwise.
+
+Each exercise asks for a function; its checker calls that function on cases the learner has not
+seen and compares with a reference (a PyTorch built-in where one exists). A function whose body
+is still ``raise NotImplementedError()`` (the student version) gets ``ExerciseNotDone``, an
+``AssertionError`` that says which function to write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from course_lib.data import CharTokenizer
+
+
+class ExerciseNotDone(AssertionError):
+    """The exercise's function still raises ``NotImplementedError``."""
+
+
+def attempt(fn: Callable[..., Any], *args: Any) -> Any:
+    """Call the learner's ``fn``; turn ``NotImplementedError`` into ``ExerciseNotDone``."""
+    if not callable(fn):
+        raise AssertionError(f"expected a function, got {type(fn).__name__} {fn!r:.60}")
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        name = getattr(fn, "__name__", "your function")
+        raise ExerciseNotDone(
+            f"`{name}` is not written yet: replace `raise NotImplementedError()` in its cell "
+            "with your code, run that cell, then run this check again."
+        ) from None
+
+
+def expect(ok: bool, what: str, expected: object, got: object) -> None:
+    """Raise ``AssertionError("<what>: expected <expected>, got <got>")`` unless ``ok``."""
+    if not ok:
+        raise AssertionError(f"{what}: expected {expected}, got {got}")
+
+
+def expect_close(what: str, got: object, expected: np.ndarray | torch.Tensor, atol: float = 1e-6) -> None:
+    """Check shape first (the commonest mistake), then values within ``atol`` (+ 1e-5 relative)."""
+    expected_t = torch.as_tensor(np.asarray(expected, dtype=np.float64))
+    try:
+        got_t = torch.as_tensor(np.asarray(got, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what}: expected an array, got {type(got).__name__}") from None
+    expect(got_t.shape == expected_t.shape, f"{what} shape", tuple(expected_t.shape), tuple(got_t.shape))
+    expect(bool(torch.isfinite(got_t).all()), f"{what}", "finite values", "NaN or inf")
+    worst = (got_t - expected_t).abs().max().item() if got_t.numel() else 0.0
+    ok = torch.allclose(got_t, expected_t, atol=atol, rtol=1e-5)
+    expect(ok, f"{what} values", f"the reference within {atol:g}", f"a largest difference of {worst:.3g}")
+
+
+def passed(message: str) -> None:
+    print(f"✅ Correct: {message}")
+
+
+# --- 00 · Orientation ----------------------------------------------------------------------
+
+
+def check_build_vocabulary(build_vocabulary: Callable[[str], list[str]]) -> None:
+    """``build_vocabulary(text)`` must return the sorted list of distinct characters."""
+    for text in ("hello world", "To be, or not to be", "aaaa", "Zebra 123!"):
+        got = attempt(build_vocabulary, text)
+        expect(isinstance(got, list), f"build_vocabulary({text!r}) type", "a list", type(got).__name__)
+        want = list(CharTokenizer.from_text(text).chars)
+        expect(got == want, f"build_vocabulary({text!r})", want, got)
+    passed("the vocabulary is the sorted set of characters, as CharTokenizer builds it.")
+
+
+def check_shift_targets(shift_targets: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``shift_targets(ids)`` must return ``(ids[:-1], ids[1:])``."""
+    for ids in (torch.tensor([5, 1, 4, 1, 5, 9]), torch.arange(10, 20), torch.tensor([7, 3])):
+        got = attempt(shift_targets, ids.clone())
+        expect(
+            isinstance(got, tuple) and len(got) == 2,
+            "shift_targets result",
+            "a pair (x, y)",
+            type(got).__name__,
+        )
+        x, y = got
+        expect(torch.equal(torch.as_tensor(x), ids[:-1]), f"x for {ids.tolist()}", ids[:-1].tolist(), x)
+        expect(torch.equal(torch.as_tensor(y), ids[1:]), f"y for {ids.tolist()}", ids[1:].tolist(), y)
+    passed("each target is the token that follows its input: next-token prediction.")
+
+
+def check_count_parameters(count_parameters: Callable[[torch.nn.Module], int]) -> None:
+    """``count_parameters(model)`` must count every trainable number in the model."""
+    models = {
+        "nn.Linear(3, 4)": torch.nn.Linear(3, 4),
+        "nn.Linear(3, 4, bias=False)": torch.nn.Linear(3, 4, bias=False),
+        "a 2-layer MLP": torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)),
+        "nn.Embedding(65, 16)": torch.nn.Embedding(65, 16),
+    }
+    for name, model in models.items():
+        got = attempt(count_parameters, model)
+        want = sum(p.numel() for p in model.parameters())
+        expect(got == want, f"count_parameters({name})", want, got)
+    passed("a weight matrix (out, in) has out*in numbers and a bias has out.")
+
+
+# --- 01 · Forward and backward propagation -------------------------------------------------
+
+
+def check_log_softmax(log_softmax: Callable[[np.ndarray], np.ndarray]) -> None:
+    """``log_softmax(z)`` on rows of logits, stable for logits in the thousands."""
+    rng = np.random.default_rng(1)
+    cases = {
+        "small logits": rng.normal(size=(4, 5)),
+        "large logits": np.array([[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0]]),
+        "a single row": np.array([[3.0, -2.0, 0.5, 0.5]]),
+    }
+    for name, z in cases.items():
+        got = attempt(log_softmax, z.copy())
+        expect_close(f"log_softmax on {name}", got, torch.log_softmax(torch.from_numpy(z), dim=-1))
+    passed("log-softmax via the log-sum-exp trick matches torch.log_softmax, even for huge logits.")
+
+
+def check_linear_backward(
+    linear_backward: Callable[
+        [np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]
+    ],
+) -> None:
+    """``linear_backward(dout, X, W)`` for ``out = X @ W + b`` must return ``(dX, dW, db)``."""
+    rng = np.random.default_rng(2)
+    X, W, b, dout = (
+        rng.normal(size=(5, 3)),
+        rng.normal(size=(3, 4)),
+        rng.normal(size=4),
+        rng.normal(size=(5, 4)),
+    )
+    Xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (X, W, b))
+    (Xt @ Wt + bt).backward(torch.from_numpy(dout))
+    got = attempt(linear_backward, dout.copy(), X.copy(), W.copy())
+    expect(
+        isinstance(got, tuple) and len(got) == 3, "linear_backward result", "(dX, dW, db)", type(got).__name__
+    )
+    for name, value, reference in zip(("dX", "dW", "db"), got, (Xt.grad, Wt.grad, bt.grad), strict=True):
+        expect_close(name, value, reference)
+    passed("dX = dout W^T, dW = X^T dout, db = the sum of dout over the batch, as autograd says.")
+
+
+def check_batch_cross_entropy(batch_cross_entropy: Callable[[np.ndarray, np.ndarray], float]) -> None:
+    """``batch_cross_entropy(logits, y)``: mean cross-entropy from logits, stable."""
+    rng = np.random.default_rng(3)
+    cases = {
+        "random logits": (rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)),
+        "large logits": (np.array([[500.0, 0.0], [0.0, 800.0]]), np.array([1, 1])),
+    }
+    for name, (logits, y) in cases.items():
+        got = attempt(batch_cross_entropy, logits.copy(), y.copy())
+        want = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y))
+        expect_close(f"batch_cross_entropy on {name}", got, want)
+    passed("the mean cross-entropy from logits matches F.cross_entropy.")

@@ -1,0 +1,35 @@
+"""The HTML book builds offline from the stored outputs, in syllabus order, with math and figures."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from course_lib.syllabus import SYLLABUS
+from tests.conftest import ROOT, require
+
+
+def test_book_builds_with_every_notebook(tmp_path):
+    require("jupyter_book")
+    source = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", source, ignore=shutil.ignore_patterns("_build"))
+    command = [
+        str(Path(sys.executable).parent / "jupyter-book"),
+        "build",
+        str(source),
+        "--path-output",
+        str(tmp_path),
+        "--warningiserror",
+        "--quiet",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "index.html").is_file()
+    for chapter in SYLLABUS:
+        if chapter.written:
+            page = (html / chapter.filename.replace(".ipynb", ".html")).read_text()
+            assert f"{chapter.number:02d} · {chapter.title}" in page
+            assert "<img" in page, f"{chapter.filename}: figures missing"
+    forward_backward = (html / "01_forward_backward.html").read_text()
+    assert "\\frac" in forward_backward and "mathjax" in forward_backward.lower()

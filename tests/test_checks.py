@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from course_lib import checks
+
+
+def build_vocabulary(text):
+    return sorted(set(text))
+
+
+def shift_targets(ids):
+    return ids[:-1], ids[1:]
+
+
+def count_parameters(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def log_softmax(z):
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def linear_backward(dout, X, W):
+    return dout @ W.T, X.T @ dout, dout.sum(axis=0)
+
+
+def batch_cross_entropy(logits, y):
+    return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
+
+
+RIGHT_AND_WRONG = [
+    (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
+    (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
+    (checks.check_count_parameters, count_parameters, lambda m: sum(p.shape[0] for p in m.parameters())),
+    (checks.check_log_softmax, log_softmax, lambda z: np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))),
+    (checks.check_linear_backward, linear_backward, lambda d, X, W: (d @ W.T, X.T @ d, d.mean(axis=0))),
+    (checks.check_batch_cross_entropy, batch_cross_entropy, lambda z, y: float(-log_softmax(z)[:, y].mean())),
+]
+
+
+@pytest.mark.parametrize(("checker", "right", "wrong"), RIGHT_AND_WRONG)
+def test_checker_accepts_a_right_answer_with_one_line(checker, right, wrong, capsys):
+    checker(right)
+    out = capsys.readouterr().out
+    assert out.startswith("✅ Correct:") and out.count("\n") == 1
+
+
+@pytest.mark.parametrize(("checker", "right", "wrong"), RIGHT_AND_WRONG)
+def test_checker_rejects_a_wrong_answer_saying_what_was_expected(checker, right, wrong):
+    with pytest.raises(AssertionError, match="expected") as info:
+        checker(wrong)
+    assert not isinstance(info.value, checks.ExerciseNotDone)
+
+
+@pytest.mark.parametrize(("checker", "right", "wrong"), RIGHT_AND_WRONG)
+def test_checker_reports_an_unwritten_answer(checker, right, wrong):
+    def my_answer(*args):
+        raise NotImplementedError()
+
+    with pytest.raises(checks.ExerciseNotDone, match="`my_answer` is not written yet"):
+        checker(my_answer)
+
+
+def test_expect_close_reports_shape_before_values():
+    with pytest.raises(AssertionError, match=r"x shape: expected \(2, 2\), got \(4,\)"):
+        checks.expect_close("x", np.ones(4), torch.ones(2, 2))
+    with pytest.raises(AssertionError, match="x: expected finite values, got NaN or inf"):
+        checks.expect_close("x", np.array([np.nan]), torch.ones(1))
+    with pytest.raises(AssertionError, match="largest difference of 0.5"):
+        checks.expect_close("x", np.array([1.5]), torch.ones(1))
+    with pytest.raises(AssertionError, match="expected a function"):
+        checks.attempt(42)

@@ -1,0 +1,22 @@
+import subprocess
+import sys
+
+from course_lib import __main__ as cli
+from course_lib import data
+from tests.conftest import ROOT
+
+
+def test_doctor_passes_on_a_good_install():
+    result = subprocess.run(
+        [sys.executable, "-m", "course_lib", "doctor"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    for name in ("python", *cli.REQUIRED, "device", "data"):
+        assert any(line.startswith("[OK]") and f" {name} " in line + " " for line in lines), name
+
+
+def test_doctor_fails_when_the_data_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    assert cli.doctor() == 1
+    assert any(line.startswith("[FAIL]") and "data" in line for line in capsys.readouterr().out.splitlines())

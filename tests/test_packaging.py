@@ -1,0 +1,95 @@
+"""The project's own files agree with each other: dependencies, syllabus, README, book."""
+
+import re
+import sys
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
+    import tomli as tomllib
+
+import yaml
+
+from course_lib.__main__ import OPTIONAL, REQUIRED
+from course_lib.syllabus import NOTEBOOK_DIR, SYLLABUS
+from tests.conftest import ROOT
+
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"^([A-Za-z0-9_.\-]+)\s*(.*)$", requirement.strip()).groups()
+    return name.lower().replace("_", "-"), spec.replace(" ", "")
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    project = PYPROJECT["project"]
+    requirements = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    return dict(_split(r) for r in requirements)
+
+
+def _conda_requirements() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    found = {}
+    for item in env["dependencies"]:
+        if isinstance(item, str):
+            name, spec = _split(item)
+            if name not in ("python", "pip"):
+                found[CONDA_NAMES.get(name, name)] = spec
+    return found
+
+
+def test_environment_yml_and_pyproject_agree():
+    assert _conda_requirements() == _pyproject_requirements()
+
+
+def test_doctor_checks_exactly_the_declared_packages():
+    project = PYPROJECT["project"]
+    assert {_split(r)[0] for r in project["dependencies"]} == set(REQUIRED)
+    extras = sum(project["optional-dependencies"].values(), [])
+    assert {_split(r)[0] for r in extras} == set(OPTIONAL)
+
+
+def test_python_floor_is_consistent():
+    assert PYPROJECT["project"]["requires-python"] == ">=3.10"
+    assert sys.version_info >= (3, 10)
+
+
+def test_notebooks_follow_the_syllabus():
+    names = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
+    written = [c.filename for c in SYLLABUS if c.written]
+    assert names == written, "every notebook must be a syllabus chapter, numbered without gaps"
+    assert [c.number for c in SYLLABUS] == list(range(len(SYLLABUS)))
+    assert written == [c.filename for c in SYLLABUS[: len(written)]]
+
+
+def test_readme_lists_the_syllabus_with_status():
+    readme = (ROOT / "README.md").read_text()
+    for chapter in SYLLABUS:
+        status = "ready" if chapter.written else "planned"
+        row = rf"\|\s*{chapter.number:02d}\s*\|.*{re.escape(chapter.title)}.*\|\s*{status}\s*\|"
+        assert re.search(row, readme), f"README syllabus row for {chapter.filename} ({status})"
+
+
+def test_readme_quick_start_is_the_two_make_commands():
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^make \w+$", quick_start, re.M)
+    assert commands == ["make course", "make test"]
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_times_table_covers_every_notebook():
+    readme = (ROOT / "README.md").read_text()
+    times = readme.split("## Execution times", 1)[1]
+    for chapter in SYLLABUS:
+        if chapter.written:
+            assert re.search(rf"\|\s*{chapter.filename}\s*\|\s*\d+(\.\d+)?\s*\|", times), chapter.filename
+
+
+def test_book_table_of_contents_is_the_syllabus_order():
+    toc = yaml.safe_load((NOTEBOOK_DIR / "_toc.yml").read_text())
+    files = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
+    assert files == [c.filename.removesuffix(".ipynb") for c in SYLLABUS if c.written]
+    assert toc["root"] == "intro"

@@ -1,0 +1,55 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_lib import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_loss_curves_draws_one_labelled_line_per_curve():
+    ax = plots.loss_curves({"train": [3.0, 2.0, 1.0], "val": [3.5, 2.5]}, steps={"val": [0, 2]}, log_y=True)
+    assert [line.get_label() for line in ax.get_lines()] == ["train", "val"]
+    assert list(ax.get_lines()[1].get_xdata()) == [0, 2]
+    assert ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="curve 'val': expected 2 steps, got 3"):
+        plots.loss_curves({"val": [1.0, 2.0]}, steps={"val": [0, 1, 2]})
+
+
+def test_heatmap_labels_its_axes():
+    ax = plots.heatmap(torch.eye(3), x_labels=list("abc"), y_labels=list("xyz"), x_title="key", annotate=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert ax.get_xlabel() == "key"
+    assert len(ax.texts) == 9
+    with pytest.raises(ValueError, match=r"expected 2-D \(rows, cols\), got shape \(3,\)"):
+        plots.heatmap(np.ones(3))
+    with pytest.raises(ValueError, match="x_labels: expected 3 labels, got 2"):
+        plots.heatmap(np.ones((2, 3)), x_labels=["a", "b"])
+
+
+def test_decision_regions_colours_the_plane_by_prediction():
+    X = np.array([[-1.0, 0.0], [1.0, 0.0]])
+    y = np.array([0, 1])
+    seen = []
+
+    def predict(points):
+        seen.append(points.shape)
+        return (points[:, 0] > 0).astype(int)
+
+    plots.decision_regions(predict, X, y, resolution=30)
+    assert seen == [(900, 2)]
+    with pytest.raises(ValueError, match=r"expected shape \(n, 2\)"):
+        plots.decision_regions(predict, np.ones((3, 3)), y)
+
+
+def test_course_style_is_applied():
+    plots.use_course_style()
+    assert matplotlib.rcParams["axes.spines.top"] is False
