@@ -30,11 +30,16 @@ def batch_cross_entropy(logits, y):
     return float(-log_softmax(logits)[np.arange(len(y)), y].mean())
 
 
+def naive_log_softmax(z):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
     (checks.check_count_parameters, count_parameters, lambda m: sum(p.shape[0] for p in m.parameters())),
-    (checks.check_log_softmax, log_softmax, lambda z: np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))),
+    (checks.check_log_softmax, log_softmax, naive_log_softmax),
     (checks.check_linear_backward, linear_backward, lambda d, X, W: (d @ W.T, X.T @ d, d.mean(axis=0))),
     (checks.check_batch_cross_entropy, batch_cross_entropy, lambda z, y: float(-log_softmax(z)[:, y].mean())),
 ]

@@ -93,3 +93,17 @@ def test_book_table_of_contents_is_the_syllabus_order():
     files = [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
     assert files == [c.filename.removesuffix(".ipynb") for c in SYLLABUS if c.written]
     assert toc["root"] == "intro"
+
+
+def test_nbval_settings_plugin_is_active_and_skips_noise(request):
+    from types import SimpleNamespace
+
+    from tests import nbval_settings
+
+    assert request.config.pluginmanager.has_plugin("tests.nbval_settings")
+    notebook = SimpleNamespace(path=ROOT / "notebooks" / "00_orientation.ipynb", skip_compare=("metadata",))
+    nbval_settings.pytest_collectstart(notebook)
+    assert notebook.skip_compare == ("metadata", "stderr", "image/svg+xml", "application/pdf")
+    module = SimpleNamespace(path=ROOT / "tests" / "test_data.py", skip_compare=())
+    nbval_settings.pytest_collectstart(module)
+    assert module.skip_compare == ()
