@@ -7,6 +7,7 @@ Tests that need an instructor or site tool (nbgrader, jupyter-book, a Jupyter ke
 
 import importlib.util
 import os
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,25 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _missing(what: str) -> None:
+    message = f"{what} is not installed (pip install -e '.[test,instructor]')"
+    if os.environ.get("COURSE_REQUIRE_ALL") == "1":
+        pytest.fail(message + " and COURSE_REQUIRE_ALL=1 forbids skipping")
+    pytest.skip(message)
+
+
 def require(module: str) -> None:
     """Skip (or, under COURSE_REQUIRE_ALL=1, fail) when ``module`` cannot be imported."""
     if importlib.util.find_spec(module) is None:
-        message = f"{module} is not installed (pip install -e '.[test,instructor]')"
-        if os.environ.get("COURSE_REQUIRE_ALL") == "1":
-            pytest.fail(message + " and COURSE_REQUIRE_ALL=1 forbids skipping")
-        pytest.skip(message)
+        _missing(f"the module {module}")
+
+
+def require_distribution(name: str) -> None:
+    """Like ``require``, for an installed distribution (a pip package) such as ``jupyter``."""
+    try:
+        version(name)
+    except PackageNotFoundError:
+        _missing(f"the package {name}")
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,12 @@ import sys
 
 from course_lib import __main__ as cli
 from course_lib import data
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_distribution
 
 
 def test_doctor_passes_on_a_good_install():
+    for name in cli.REQUIRED:
+        require_distribution(name)  # the GPU machine runs without the `jupyter` metapackage
     result = subprocess.run(
         [sys.executable, "-m", "course_lib", "doctor"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )

