@@ -1,0 +1,270 @@
+"""Attention: scaled dot-product attention, boolean masks, and multi-head attention with
+grouped K/V heads (MHA, GQA, MQA) and a KV cache.
+
+Vaswani et al. 2017, "Attention is all you need" (scaled dot-product and multi-head attention);
+Shazeer 2019, "Fast transformer decoding" (multi-query attention); Ainslie et al. 2023, "GQA".
+
+Conventions used everywhere in the course:
+- A mask is boolean and ``True`` means "may attend". It is turned into an additive mask
+  (``0`` or ``-inf``) only inside this module.
+- Inside attention, tensors are ``(B, H, T, D)``: batch, heads, positions, head dimension.
+  Outside, ``(B, T, C)`` with ``C = d_model``.
+- Positions enter through hooks, so this module needs nothing from later chapters: an additive
+  ``score_bias`` (e.g. ALiBi) and a ``rotary(x, positions)`` function applied to queries and
+  keys (e.g. RoPE).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib._validate import check_positive_int, check_tensor
+
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+Rotary = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B, H, T, D), positions (T,)) -> x
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        check_tensor(x, name, dtypes=FLOATS)
+        if x.ndim < 2:
+            raise ValueError(f"{name}: expected shape (..., T, D), got {tuple(x.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q and k: expected the same last dimension, got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v: expected the same number of positions, got {k.shape[-2]} and {v.shape[-2]}"
+        )
+
+
+def _check_mask(mask: torch.Tensor | None, scores_shape: torch.Size) -> None:
+    if mask is None:
+        return
+    check_tensor(mask, "mask", dtypes=(torch.bool,))
+    try:
+        torch.broadcast_shapes(mask.shape, scores_shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask: expected a shape that broadcasts to the scores {tuple(scores_shape)}, "
+            f"got {tuple(mask.shape)}"
+        ) from None
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    score_bias: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q k^T / sqrt(d_k) + score_bias) v``, with the attention weights.
+
+    Args:
+        q: queries ``(..., Tq, D)``; k: keys ``(..., Tk, D)``; v: values ``(..., Tk, Dv)``.
+        mask: boolean, broadcastable to ``(..., Tq, Tk)``; ``True`` = may attend.
+        score_bias: added to the scaled scores, broadcastable to ``(..., Tq, Tk)`` (ALiBi).
+        dropout_p: dropout on the weights (use only while training).
+
+    Returns:
+        ``out`` of shape ``(..., Tq, Dv)`` and ``weights`` of shape ``(..., Tq, Tk)``; each row
+        of the weights sums to one over the allowed keys. A query with no allowed key gets
+        all-zero weights and an all-zero output (as ``F.scaled_dot_product_attention`` in
+        PyTorch >= 2.5), never NaN.
+    """
+    _check_qkv(q, k, v)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
+    _check_mask(mask, scores.shape)
+    if score_bias is not None:
+        scores = scores + score_bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None:  # a row with no allowed key is all -inf: softmax gives NaN there
+        weights = weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, p=dropout_p)
+    return weights @ v, weights
+
+
+def fused_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    score_bias: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """The same output as ``scaled_dot_product_attention``, from PyTorch's fused kernel.
+
+    No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix.
+    """
+    attn_mask = mask
+    if score_bias is not None:
+        attn_mask = score_bias if mask is None else score_bias.masked_fill(~mask, float("-inf"))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
+def causal_mask(n: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(n, n)`` boolean mask: query ``i`` may attend to keys ``j <= i``."""
+    check_positive_int(n, "n")
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril()
+
+
+def prefix_lm_mask(n: int, prefix_len: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(n, n)`` boolean mask of a prefix LM (GLM, T5's prefix LM, UniLM).
+
+    Every query may attend to the whole prefix ``j < prefix_len`` (bidirectional there), and
+    to the earlier positions ``j <= i`` (causal after it).
+    """
+    check_positive_int(n, "n")
+    if not 0 <= prefix_len <= n:
+        raise ValueError(f"prefix_len: expected 0..n={n}, got {prefix_len}")
+    mask = causal_mask(n, device)
+    mask[:, :prefix_len] = True
+    return mask
+
+
+def padding_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
+    """``(B, 1, n)`` boolean mask for a padded batch: key ``j`` is allowed when ``j < lengths[b]``.
+
+    The middle dimension of size 1 broadcasts over the queries, so the mask combines with a
+    ``(n, n)`` causal mask by ``&`` into ``(B, n, n)``.
+    """
+    check_tensor(lengths, "lengths", ndim=1, dtypes=(torch.int64, torch.int32))
+    check_positive_int(n, "n")
+    if lengths.numel() and (lengths.min() < 0 or lengths.max() > n):
+        raise ValueError(f"lengths: expected values in 0..n={n}, got {lengths.tolist()}")
+    keys = torch.arange(n, device=lengths.device)
+    return (keys[None, :] < lengths[:, None])[:, None, :]
+
+
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Repeat each K/V head ``n_rep`` times along dim 1: ``(B, Hkv, T, D) -> (B, Hkv*n_rep, T, D)``.
+
+    Contiguous blocks, as in Llama: query head ``j`` reads K/V head ``j // n_rep``::
+
+        K/V heads:    k0        k1
+        query heads:  q0 q1 q2  q3 q4 q5      (n_rep = 3: repeat_interleave, not tile)
+    """
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+@dataclass
+class KVCache:
+    """Keys and values of the positions seen so far, for step-by-step decoding.
+
+    ``k`` and ``v`` have shape ``(B, Hkv, T_seen, D)``; both are ``None`` before the first step.
+    """
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions' ``k, v`` ``(B, Hkv, T_new, D)``; return all of them."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with ``n_kv_heads`` K/V heads shared by groups of query heads.
+
+    ``n_kv_heads = n_heads`` (default) is MHA, ``n_kv_heads = 1`` is MQA, and anything between
+    that divides ``n_heads`` is GQA. Self-attention by default; pass ``context`` for
+    cross-attention (keys and values from the encoder).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_positive_int(d_model, "d_model")
+        check_positive_int(n_heads, "n_heads")
+        n_kv_heads = n_heads if n_kv_heads is None else check_positive_int(n_kv_heads, "n_kv_heads")
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.head_dim = d_model // n_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
+        self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
+        self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+
+    def _split_heads(self, x: torch.Tensor, n_heads: int) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, n_heads, self.head_dim).transpose(1, 2)  # (B, T, H*D) -> (B, H, T, D)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        *,
+        score_bias: torch.Tensor | None = None,
+        rotary: Rotary | None = None,
+        cache: KVCache | None = None,
+        need_weights: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from ``x`` to ``context`` (default: ``x`` itself).
+
+        Args:
+            x: queries' input ``(B, T, C)``.
+            context: keys' and values' input ``(B, S, C)`` for cross-attention.
+            mask: boolean, broadcastable to ``(B, T, S)`` or ``(B, H, T, S)``; True = may attend.
+            score_bias: additive, broadcastable to ``(B, H, T, S)`` (e.g. ALiBi).
+            rotary: ``rotary(x, positions)`` applied to queries and keys ``(B, H, T, D)``.
+            cache: a ``KVCache`` for self-attention decoding; new positions continue after it.
+            need_weights: also return the weights ``(B, H, T, S)`` (slower reference path).
+
+        Returns:
+            ``out`` of shape ``(B, T, C)`` and the weights (or ``None``).
+        """
+        check_tensor(x, "x", ndim=3, dtypes=FLOATS)
+        if context is not None and cache is not None:
+            raise ValueError("cache: a KV cache is for self-attention; got a context as well")
+        source = x if context is None else check_tensor(context, "context", ndim=3, dtypes=FLOATS)
+        q = self._split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, D)
+        k = self._split_heads(self.k_proj(source), self.n_kv_heads)  # (B, Hkv, S, D)
+        v = self._split_heads(self.v_proj(source), self.n_kv_heads)  # (B, Hkv, S, D)
+        if rotary is not None:
+            offset = cache.length if cache is not None else 0
+            positions = torch.arange(offset, offset + x.shape[1], device=x.device)
+            q = rotary(q, positions)
+            k = rotary(k, positions if context is None else torch.arange(k.shape[-2], device=x.device))
+        if cache is not None:
+            k, v = cache.append(k, v)
+        n_rep = self.n_heads // self.n_kv_heads
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
+        if mask is not None and mask.ndim == 3:
+            mask = mask[:, None]  # (B, T, S) -> (B, 1, T, S): the same for every head
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(
+                q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p
+            )
+        else:
+            _check_mask(mask, torch.Size((*q.shape[:-1], k.shape[-2])))
+            out, weights = fused_attention(q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p), None
+        out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, C)
+        return self.out_proj(out), weights
