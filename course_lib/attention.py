@@ -105,7 +105,8 @@ def fused_attention(
 ) -> torch.Tensor:
     """The same output as ``scaled_dot_product_attention``, from PyTorch's fused kernel.
 
-    No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix.
+    No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix. A query
+    with no allowed key gives zeros from PyTorch 2.5 on, NaN before.
     """
     attn_mask = mask
     if score_bias is not None:

@@ -157,3 +157,60 @@ def check_batch_cross_entropy(batch_cross_entropy: Callable[[np.ndarray, np.ndar
         want = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y))
         expect_close(f"batch_cross_entropy on {name}", got, want)
     passed("the mean cross-entropy from logits matches F.cross_entropy.")
+
+
+# --- 02 · Attention --------------------------------------------------------------------------
+
+
+def _random(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> None:
+    """``causal_mask(n)``: ``(n, n)`` booleans, True where key ``j <= `` query ``i``."""
+    for n in (1, 2, 5):
+        got = attempt(causal_mask, n)
+        want = torch.ones(n, n, dtype=torch.bool).tril()
+        expect(
+            isinstance(got, torch.Tensor) and got.dtype == torch.bool,
+            f"causal_mask({n}) type",
+            "a torch.bool tensor",
+            getattr(got, "dtype", type(got).__name__),
+        )
+        expect(tuple(got.shape) == (n, n), f"causal_mask({n}) shape", (n, n), tuple(got.shape))
+        expect(torch.equal(got, want), f"causal_mask({n})", want.int().tolist(), got.int().tolist())
+    passed("query i may attend to keys 0..i: the lower triangle, diagonal included.")
+
+
+def check_masked_softmax(masked_softmax: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``masked_softmax(scores, mask)``: softmax over allowed keys, zeros elsewhere and on empty rows."""
+    scores = _random(2, 4, 4, seed=4)
+    mask = torch.tensor(
+        [
+            [True, False, True, False],
+            [False, False, False, False],
+            [True, True, True, True],
+            [False, True, False, False],
+        ]
+    )
+    got = attempt(masked_softmax, scores.clone(), mask.clone())
+    want = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+    expect_close("masked_softmax", got, want)
+    passed("masked keys get weight 0, allowed keys share 1, and a row with no allowed key is all 0.")
+
+
+def check_attend(attend: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``attend(q, k, v, mask)`` returns ``(out, weights)`` of scaled dot-product attention."""
+    q, k, v = _random(2, 5, 8, seed=5), _random(2, 6, 8, seed=6), _random(2, 6, 3, seed=7)
+    mask = torch.ones(5, 6, dtype=torch.bool).tril(diagonal=1)
+    for name, m in (("without a mask", None), ("with a mask", mask)):
+        got = attempt(attend, q.clone(), k.clone(), v.clone(), m)
+        expect(
+            isinstance(got, tuple) and len(got) == 2, f"attend {name}", "(out, weights)", type(got).__name__
+        )
+        expect_close(f"out {name}", got[0], F.scaled_dot_product_attention(q, k, v, attn_mask=m))
+        scores = q @ k.transpose(-2, -1) / 8**0.5
+        if m is not None:
+            scores = scores.masked_fill(~m, float("-inf"))
+        expect_close(f"weights {name}", got[1], torch.softmax(scores, dim=-1))
+    passed("your attention equals torch.nn.functional.scaled_dot_product_attention.")

@@ -50,7 +50,8 @@ def test_fully_masked_row_gives_zeros_not_nan():
     out, weights = att.scaled_dot_product_attention(q, k, v, mask)
     assert not out.isnan().any() and not weights.isnan().any()
     assert (weights[..., 1, :] == 0).all() and (out[..., 1, :] == 0).all()
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # NaN there before PyTorch 2.5
+    torch.testing.assert_close(out[..., [0, 2], :], reference[..., [0, 2], :])
 
 
 @settings(max_examples=50, deadline=None)

@@ -35,6 +35,27 @@ def naive_log_softmax(z):
         return np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))
 
 
+def causal_mask(n):
+    return torch.ones(n, n, dtype=torch.bool).tril()
+
+
+def masked_softmax(scores, mask):
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    return weights.masked_fill(~mask.any(dim=-1, keepdim=True), 0.0)
+
+
+def attend(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+    weights = torch.softmax(scores, -1) if mask is None else masked_softmax(scores, mask)
+    return weights @ v, weights
+
+
+def unscaled_attend(q, k, v, mask=None):
+    scores = q @ k.transpose(-2, -1)
+    weights = torch.softmax(scores, -1) if mask is None else masked_softmax(scores, mask)
+    return weights @ v, weights
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
@@ -42,6 +63,9 @@ RIGHT_AND_WRONG = [
     (checks.check_log_softmax, log_softmax, naive_log_softmax),
     (checks.check_linear_backward, linear_backward, lambda d, X, W: (d @ W.T, X.T @ d, d.mean(axis=0))),
     (checks.check_batch_cross_entropy, batch_cross_entropy, lambda z, y: float(-log_softmax(z)[:, y].mean())),
+    (checks.check_causal_mask, causal_mask, lambda n: torch.ones(n, n, dtype=torch.bool).triu()),
+    (checks.check_masked_softmax, masked_softmax, lambda s, m: torch.softmax(s.masked_fill(~m, -1e9), -1)),
+    (checks.check_attend, attend, unscaled_attend),
 ]
 
 
