@@ -15,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from course_lib.attention import scaled_dot_product_attention
 from course_lib.data import CharTokenizer
+from course_lib.toy import retrieval_batch
 
 
 class ExerciseNotDone(AssertionError):
@@ -214,3 +216,61 @@ def check_attend(attend: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> No
             scores = scores.masked_fill(~m, float("-inf"))
         expect_close(f"weights {name}", got[1], torch.softmax(scores, dim=-1))
     passed("your attention equals torch.nn.functional.scaled_dot_product_attention.")
+
+
+# --- 03 · Self-attention ---------------------------------------------------------------------
+
+
+def _self_attention_case(seed: int) -> tuple[torch.Tensor, ...]:
+    X = _random(2, 5, 6, seed=seed)  # (B, T, C)
+    return X, _random(6, 4, seed=seed + 1), _random(6, 4, seed=seed + 2), _random(6, 3, seed=seed + 3)
+
+
+def _reference_self_attention(
+    X: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor, W_v: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return scaled_dot_product_attention(X @ W_q, X @ W_k, X @ W_v, mask)
+
+
+def _check_self_attention_fn(fn: Callable[..., Any], name: str, mask: torch.Tensor | None) -> None:
+    X, W_q, W_k, W_v = _self_attention_case(seed=8)
+    got = attempt(fn, X.clone(), W_q.clone(), W_k.clone(), W_v.clone())
+    expect(isinstance(got, tuple) and len(got) == 2, f"{name} result", "(out, weights)", type(got).__name__)
+    out, weights = _reference_self_attention(X, W_q, W_k, W_v, mask)
+    expect_close(f"{name} weights", got[1], weights)
+    expect_close(f"{name} out", got[0], out)
+
+
+def check_self_attention(self_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``self_attention(X, W_q, W_k, W_v)``: ``X (B, T, C)`` -> ``(out (B, T, d_v), weights (B, T, T))``."""
+    _check_self_attention_fn(self_attention, "self_attention", None)
+    passed("Q, K and V are three projections of the same X; the rest is scaled dot-product attention.")
+
+
+def check_causal_self_attention(
+    causal_self_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """Like ``check_self_attention``, with position ``t`` attending only to positions ``<= t``."""
+    _check_self_attention_fn(
+        causal_self_attention, "causal_self_attention", torch.ones(5, 5, dtype=torch.bool).tril()
+    )
+    passed("with a causal mask, token t only mixes the values of tokens 0..t.")
+
+
+def check_lookup(lookup: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``lookup(keys, values, queries)``: the value paired with each query key, shape ``(B, Q)``."""
+    for n_queries in (1, 3):
+        batch = retrieval_batch(50, 6, 9, 5, n_queries, generator=torch.Generator().manual_seed(n_queries))
+        got = attempt(lookup, batch.keys.clone(), batch.values.clone(), batch.queries.clone())
+        expect(isinstance(got, torch.Tensor), "lookup result", "a tensor", type(got).__name__)
+        expect(
+            tuple(got.shape) == tuple(batch.targets.shape),
+            "lookup shape",
+            tuple(batch.targets.shape),
+            tuple(got.shape),
+        )
+        wrong = int((got != batch.targets).sum())
+        expect(
+            wrong == 0, f"lookup with {n_queries} queries per sample", "every answer right", f"{wrong} wrong"
+        )
+    passed("a hard lookup: find the position of the query key, read the value there.")

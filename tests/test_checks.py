@@ -56,6 +56,18 @@ def unscaled_attend(q, k, v, mask=None):
     return weights @ v, weights
 
 
+def self_attention(X, W_q, W_k, W_v, mask=None):
+    return attend(X @ W_q, X @ W_k, X @ W_v, mask)
+
+
+def causal_self_attention(X, W_q, W_k, W_v):
+    return self_attention(X, W_q, W_k, W_v, torch.ones(X.shape[-2], X.shape[-2], dtype=torch.bool).tril())
+
+
+def lookup(keys, values, queries):
+    return values.gather(1, (queries[:, :, None] == keys[:, None, :]).float().argmax(-1))
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
@@ -66,6 +78,9 @@ RIGHT_AND_WRONG = [
     (checks.check_causal_mask, causal_mask, lambda n: torch.ones(n, n, dtype=torch.bool).triu()),
     (checks.check_masked_softmax, masked_softmax, lambda s, m: torch.softmax(s.masked_fill(~m, -1e9), -1)),
     (checks.check_attend, attend, unscaled_attend),
+    (checks.check_self_attention, self_attention, lambda X, Wq, Wk, Wv: attend(X @ Wq, X @ Wq, X @ Wv)),
+    (checks.check_causal_self_attention, causal_self_attention, self_attention),
+    (checks.check_lookup, lookup, lambda keys, values, queries: values[:, : queries.shape[1]]),
 ]
 
 
