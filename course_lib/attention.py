@@ -105,13 +105,18 @@ def fused_attention(
 ) -> torch.Tensor:
     """The same output as ``scaled_dot_product_attention``, from PyTorch's fused kernel.
 
-    No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix. A query
-    with no allowed key gives zeros from PyTorch 2.5 on, NaN before.
+    No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix. ``k`` and
+    ``v`` may have fewer heads than ``q`` (dim -3, GQA/MQA): the kernel reads each shared head
+    for its contiguous group of query heads without copying it. A query with no allowed key gets
+    a zero output, as in ``scaled_dot_product_attention``.
     """
     attn_mask = mask
     if score_bias is not None:
         attn_mask = score_bias if mask is None else score_bias.masked_fill(~mask, float("-inf"))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    grouped = q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, enable_gqa=grouped
+    )
 
 
 def causal_mask(n: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -157,6 +162,30 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
         query heads:  q0 q1 q2  q3 q4 q5      (n_rep = 3: repeat_interleave, not tile)
     """
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def kv_cache_bytes(
+    n_layers: int,
+    n_kv_heads: int,
+    head_dim: int,
+    seq_len: int = 1,
+    batch_size: int = 1,
+    bytes_per_value: int = 2,
+) -> int:
+    """Memory of a KV cache: ``2 (K and V) * layers * K/V heads * head_dim * tokens * bytes``.
+
+    ``bytes_per_value`` is 2 for fp16/bf16, 4 for fp32. With the defaults it is the cost of one token.
+    """
+    for name, value in (
+        ("n_layers", n_layers),
+        ("n_kv_heads", n_kv_heads),
+        ("head_dim", head_dim),
+        ("seq_len", seq_len),
+        ("batch_size", batch_size),
+        ("bytes_per_value", bytes_per_value),
+    ):
+        check_positive_int(value, name)
+    return 2 * n_layers * n_kv_heads * head_dim * seq_len * batch_size * bytes_per_value
 
 
 @dataclass
@@ -255,16 +284,16 @@ class MultiHeadAttention(nn.Module):
             k = rotary(k, positions if context is None else torch.arange(k.shape[-2], device=x.device))
         if cache is not None:
             k, v = cache.append(k, v)
-        n_rep = self.n_heads // self.n_kv_heads
-        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, H, S, D)
         if mask is not None and mask.ndim == 3:
             mask = mask[:, None]  # (B, T, S) -> (B, 1, T, S): the same for every head
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
+            n_rep = self.n_heads // self.n_kv_heads
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, Hkv, S, D) -> (B, H, S, D)
             out, weights = scaled_dot_product_attention(
                 q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p
             )
-        else:
+        else:  # the fused kernel shares the K/V heads without copying them
             _check_mask(mask, torch.Size((*q.shape[:-1], k.shape[-2])))
             out, weights = fused_attention(q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p), None
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, C)

@@ -58,7 +58,7 @@ SYLLABUS: tuple[Chapter, ...] = (
     Chapter(
         4,
         "multi_head_attention",
-        "Multi-head attention",
+        "Multi-head attention, MQA and GQA",
         "Attention",
         "heads, MHA vs MQA vs GQA, KV-cache memory, parity with nn.MultiheadAttention",
     ),

@@ -50,8 +50,8 @@ def test_fully_masked_row_gives_zeros_not_nan():
     out, weights = att.scaled_dot_product_attention(q, k, v, mask)
     assert not out.isnan().any() and not weights.isnan().any()
     assert (weights[..., 1, :] == 0).all() and (out[..., 1, :] == 0).all()
-    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # NaN there before PyTorch 2.5
-    torch.testing.assert_close(out[..., [0, 2], :], reference[..., [0, 2], :])
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(att.fused_attention(q, k, v, mask), out)
 
 
 @settings(max_examples=50, deadline=None)
@@ -111,6 +111,16 @@ def test_masks():
 def test_repeat_kv_uses_contiguous_groups():
     x = torch.arange(2).view(1, 2, 1, 1)  # K/V heads k0, k1
     assert att.repeat_kv(x, 3).flatten().tolist() == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 6])
+def test_fused_attention_shares_kv_heads_like_repeat_kv(n_kv_heads):
+    q, _, _ = qkv(H=6)
+    _, k, v = qkv(H=n_kv_heads)
+    mask = att.causal_mask(5)
+    n_rep = 6 // n_kv_heads
+    expected, _ = att.scaled_dot_product_attention(q, att.repeat_kv(k, n_rep), att.repeat_kv(v, n_rep), mask)
+    torch.testing.assert_close(att.fused_attention(q, k, v, mask), expected)
 
 
 # --- multi-head attention ---------------------------------------------------------------------
@@ -191,6 +201,7 @@ def test_gqa_equals_mha_with_tied_kv_heads(n_kv_heads):
     x = torch.randn(2, 5, 16, dtype=torch.float64)
     mask = att.causal_mask(5)
     torch.testing.assert_close(gqa(x, mask=mask)[0], mha(x, mask=mask)[0])
+    torch.testing.assert_close(gqa(x, mask=mask, need_weights=True)[0], mha(x, mask=mask)[0])
 
 
 def test_kv_projection_sizes_and_parameter_counts():

@@ -68,6 +68,11 @@ def lookup(keys, values, queries):
     return values.gather(1, (queries[:, :, None] == keys[:, None, :]).float().argmax(-1))
 
 
+def count_attention_parameters(d_model, n_heads, n_kv_heads, bias):
+    kv_width = n_kv_heads * (d_model // n_heads)
+    return 2 * d_model * d_model + 2 * d_model * kv_width + ((2 * d_model + 2 * kv_width) if bias else 0)
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
@@ -81,6 +86,13 @@ RIGHT_AND_WRONG = [
     (checks.check_self_attention, self_attention, lambda X, Wq, Wk, Wv: attend(X @ Wq, X @ Wq, X @ Wv)),
     (checks.check_causal_self_attention, causal_self_attention, self_attention),
     (checks.check_lookup, lookup, lambda keys, values, queries: values[:, : queries.shape[1]]),
+    (checks.check_kv_head_for, lambda j, h, kv: j // (h // kv), lambda j, h, kv: j % kv),
+    (
+        checks.check_kv_cache_bytes,
+        lambda L, H, D, T, b: 2 * L * H * D * T * b,
+        lambda L, H, D, T, b: L * H * D * T * b,
+    ),
+    (checks.check_count_attention_parameters, count_attention_parameters, lambda d, h, kv, bias: 4 * d * d),
 ]
 
 
