@@ -164,15 +164,20 @@ def test_cross_attention_with_padding_equals_nn_multihead_attention():
     torch.testing.assert_close(out, ref(x, memory, memory, key_padding_mask=key_padding)[0])
 
 
-def test_causal_output_ignores_future_tokens():
-    ours = make_mha()
-    x = torch.randn(1, 6, 16, dtype=torch.float64)
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 7), st.sampled_from([4, 2, 1]), st.integers(0, 2**16))
+def test_causal_output_at_t_ignores_tokens_after_t(t, n_kv_heads, seed):
+    ours = make_mha(n_kv_heads=n_kv_heads)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 8, 16, generator=g, dtype=torch.float64)
     changed = x.clone()
-    changed[:, 4:] = torch.randn(1, 2, 16, dtype=torch.float64)
-    a, _ = ours(x, mask=att.causal_mask(6))
-    b, _ = ours(changed, mask=att.causal_mask(6))
-    torch.testing.assert_close(a[:, :4], b[:, :4])
-    assert not torch.allclose(a[:, 4:], b[:, 4:])
+    changed[:, t:] = torch.randn(1, 8 - t, 16, generator=g, dtype=torch.float64)
+    mask = att.causal_mask(8)
+    for need_weights in (False, True):
+        a, _ = ours(x, mask=mask, need_weights=need_weights)
+        b, _ = ours(changed, mask=mask, need_weights=need_weights)
+        torch.testing.assert_close(a[:, :t], b[:, :t])
+        assert not torch.allclose(a[:, t:], b[:, t:])
 
 
 def test_gqa_with_as_many_kv_heads_is_mha():
