@@ -1,0 +1,112 @@
+"""The Transformer block, with the four placements of normalization (notebook 06).
+
+- Post-LN (Vaswani et al. 2017): ``x = LN(x + F(x))``.
+- Pre-LN (Xiong et al. 2020, "On layer normalization in the Transformer architecture"):
+  ``x = x + F(LN(x))``, and one more LN after the last block.
+- Sandwich-LN (Ding et al. 2021, "CogView"): ``x = x + LN(F(LN(x)))``.
+- DeepNorm (Wang et al. 2022, "DeepNet"): ``x = LN(alpha * x + F(x))``, with the FFN, value and
+  output projections initialised with gain ``beta``.
+
+``F`` is attention for the first sublayer and the feed-forward network for the second.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from course_lib._validate import check_positive_int
+from course_lib.attention import KVCache, MultiHeadAttention, Rotary
+from course_lib.norms import make_norm
+
+PLACEMENTS = ("post", "pre", "sandwich", "deepnorm")
+
+
+def deepnorm_constants(n_layers: int) -> tuple[float, float]:
+    """``(alpha, beta)`` of DeepNorm for an encoder-only or decoder-only stack of ``n_layers``:
+    ``alpha = (2N)^(1/4)``, ``beta = (8N)^(-1/4)`` (Wang et al. 2022, table 1)."""
+    check_positive_int(n_layers, "n_layers")
+    return (2 * n_layers) ** 0.25, (8 * n_layers) ** -0.25
+
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear(d_model, d_ff) -> GELU -> Linear(d_ff, d_model)``."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        self.up = nn.Linear(d_model, d_ff, bias=bias)
+        self.down = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` -> ``(B, T, C)``."""
+        return self.dropout(self.down(nn.functional.gelu(self.up(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Attention and feed-forward sublayers with residuals, normalized as ``placement`` says."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        placement: str = "pre",
+        norm: str = "layer",
+        n_kv_heads: int | None = None,
+        dropout: float = 0.0,
+        bias: bool = True,
+        deepnorm_alpha: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement: expected one of {PLACEMENTS}, got {placement!r}")
+        self.placement, self.alpha = placement, deepnorm_alpha
+        self.attn = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias=bias, dropout=dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout, bias=bias)
+        self.resid_dropout = nn.Dropout(dropout)
+        self.norm1, self.norm2 = make_norm(norm, d_model), make_norm(norm, d_model)
+        if placement == "sandwich":  # a second norm on each sublayer's output
+            self.norm1_out, self.norm2_out = make_norm(norm, d_model), make_norm(norm, d_model)
+
+    def init_deepnorm(self, beta: float) -> None:
+        """DeepNorm's initialisation: Xavier-normal, with gain ``beta`` on the FFN, V and output."""
+        for layer in (self.attn.q_proj, self.attn.k_proj):
+            nn.init.xavier_normal_(layer.weight)
+        for layer in (self.attn.v_proj, self.attn.out_proj, self.ffn.up, self.ffn.down):
+            nn.init.xavier_normal_(layer.weight, gain=beta)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        rotary: Rotary | None = None,
+        score_bias: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """``x (B, T, C)`` -> ``(B, T, C)``; the keyword arguments go to the attention sublayer."""
+
+        def attend(h: torch.Tensor) -> torch.Tensor:
+            out, _ = self.attn(h, mask=mask, rotary=rotary, score_bias=score_bias, cache=cache)
+            return self.resid_dropout(out)
+
+        shortcut = x
+        if self.placement == "post":
+            x = self.norm1(shortcut + attend(x))
+            shortcut = x
+            x = self.norm2(shortcut + self.ffn(x))
+        elif self.placement == "pre":
+            x = shortcut + attend(self.norm1(x))
+            shortcut = x
+            x = shortcut + self.ffn(self.norm2(x))
+        elif self.placement == "sandwich":
+            x = shortcut + self.norm1_out(attend(self.norm1(x)))
+            shortcut = x
+            x = shortcut + self.norm2_out(self.ffn(self.norm2(x)))
+        else:  # deepnorm
+            x = self.norm1(self.alpha * shortcut + attend(x))
+            shortcut = x
+            x = self.norm2(self.alpha * shortcut + self.ffn(x))
+        return x

@@ -1,0 +1,123 @@
+"""Small language models built from the course's blocks (notebooks 05 and 06, and later).
+
+``TinyLM`` is a decoder-only (causal) Transformer over token ids whose positional information and
+normalization placement are chosen by its config, so that experiments change one thing at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_lib._validate import check_tensor
+from course_lib.attention import causal_mask
+from course_lib.blocks import PLACEMENTS, TransformerBlock, deepnorm_constants
+from course_lib.norms import make_norm
+from course_lib.positions import RotaryEmbedding, alibi_bias, sinusoidal_encoding
+
+POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+
+
+@dataclass(frozen=True)
+class TinyLMConfig:
+    vocab_size: int  # number of token ids
+    d_model: int = 64  # width of the residual stream
+    n_layers: int = 2  # Transformer blocks
+    n_heads: int = 4  # query heads per attention layer
+    n_kv_heads: int | None = None  # K/V heads (None: as many as query heads)
+    d_ff: int = 256  # hidden width of the feed-forward network
+    max_len: int = 512  # longest sequence (size of learned/sinusoidal/ALiBi tables)
+    position: str = "learned"  # "none", "sinusoidal", "learned", "rope" or "alibi"
+    rope_base: float = 10000.0  # RoPE base (raise it for "ABF")
+    rope_scale: float = 1.0  # RoPE position interpolation factor (> 1 squeezes positions)
+    placement: str = "pre"  # "post", "pre", "sandwich" or "deepnorm"
+    norm: str = "layer"  # "layer" or "rms"
+    dropout: float = 0.0  # dropout on attention weights and sublayer outputs
+
+    def __post_init__(self) -> None:
+        if self.position not in POSITIONS:
+            raise ValueError(f"position: expected one of {POSITIONS}, got {self.position!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement: expected one of {PLACEMENTS}, got {self.placement!r}")
+
+
+class TinyLM(nn.Module):
+    """Token embedding (+ absolute positions) -> ``n_layers`` blocks -> (final norm) -> logits."""
+
+    def __init__(self, config: TinyLMConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
+        if c.position == "learned":
+            self.position_embedding = nn.Embedding(c.max_len, c.d_model)
+        if c.position == "sinusoidal":
+            self.register_buffer("sinusoidal", sinusoidal_encoding(c.max_len, c.d_model), persistent=False)
+        if c.position == "alibi":
+            self.register_buffer("alibi", alibi_bias(c.n_heads, c.max_len), persistent=False)
+        self.rope = (
+            RotaryEmbedding(c.d_model // c.n_heads, c.rope_base, c.rope_scale)
+            if c.position == "rope"
+            else None
+        )
+        alpha, beta = deepnorm_constants(c.n_layers)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(
+                c.d_model,
+                c.n_heads,
+                c.d_ff,
+                placement=c.placement,
+                norm=c.norm,
+                n_kv_heads=c.n_kv_heads,
+                dropout=c.dropout,
+                deepnorm_alpha=alpha if c.placement == "deepnorm" else 1.0,
+            )
+            for _ in range(c.n_layers)
+        )
+        # Post-LN and DeepNorm end on a norm already; Pre-LN and Sandwich-LN need a final one.
+        self.final_norm = (
+            make_norm(c.norm, c.d_model) if c.placement in ("pre", "sandwich") else nn.Identity()
+        )
+        self.head = nn.Linear(c.d_model, c.vocab_size)
+        self.apply(self._init_weights)
+        if c.placement == "deepnorm":
+            for block in self.blocks:
+                block.init_deepnorm(beta)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # GPT-2: N(0, 0.02) for weights and embeddings, zero biases (Radford et al. 2019).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, T, vocab)`` for token ids ``idx (B, T)``, and the mean cross-entropy with
+        ``targets (B, T)`` when they are given."""
+        check_tensor(idx, "idx", ndim=2, dtypes=(torch.int64, torch.int32))
+        B, T = idx.shape
+        c = self.config
+        if c.position in ("learned", "sinusoidal", "alibi") and c.max_len < T:
+            raise ValueError(f"idx: {c.position} positions go up to max_len={c.max_len}, got {T} tokens")
+        x = self.token_embedding(idx)  # (B, T, C)
+        if c.position == "learned":
+            x = x + self.position_embedding(torch.arange(T, device=idx.device))
+        elif c.position == "sinusoidal":
+            x = x + self.sinusoidal[:T]
+        score_bias = self.alibi[:, :T, :T] if c.position == "alibi" else None  # (H, T, T)
+        mask = causal_mask(T, device=idx.device)
+        for block in self.blocks:
+            x = block(x, mask, rotary=self.rope, score_bias=score_bias)
+        logits = self.head(self.final_norm(x))  # (B, T, vocab)
+        loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+
+def lm_loss(model: TinyLM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The loss function for ``course_lib.train.train``: batch ``(x, y)`` of token ids."""
+    return model(*batch)[1]
