@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from course_lib import positions
 from course_lib.attention import MultiHeadAttention, repeat_kv, scaled_dot_product_attention
 from course_lib.attention import kv_cache_bytes as kv_cache_reference
 from course_lib.data import CharTokenizer
@@ -311,3 +312,33 @@ def check_kv_head_for(kv_head_for: Callable[[int, int, int], int]) -> None:
         got = [attempt(kv_head_for, j, n_heads, n_kv_heads) for j in range(n_heads)]
         expect(got == want, f"K/V heads for {n_heads} query heads and {n_kv_heads} K/V heads", want, got)
     passed("contiguous groups, as in Llama: query head j reads K/V head j // (n_heads // n_kv_heads).")
+
+
+# --- 05 · Positional encoding ----------------------------------------------------------------
+
+
+def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Tensor]) -> None:
+    """``sinusoidal_encoding(n_positions, d_model)`` with interleaved sines and cosines."""
+    for n, d in ((10, 4), (50, 16), (3, 2)):
+        got = attempt(sinusoidal_encoding, n, d)
+        expect_close(f"sinusoidal_encoding({n}, {d})", got, positions.sinusoidal_encoding(n, d), atol=1e-5)
+    passed("PE[p, 2i] = sin(p / 10000^(2i/d)) and PE[p, 2i+1] = cos(p / 10000^(2i/d)).")
+
+
+def check_alibi_slopes(alibi_slopes: Callable[[int], torch.Tensor]) -> None:
+    """``alibi_slopes(n_heads)``, including head counts that are not powers of two."""
+    for n_heads in (1, 4, 8, 12, 6):
+        got = attempt(alibi_slopes, n_heads)
+        expect_close(f"alibi_slopes({n_heads})", got, positions.alibi_slopes(n_heads))
+    passed("2^(-8i/n) for a power of two; otherwise the closest power of two, then every other slope of 2m.")
+
+
+def check_apply_rope(apply_rope: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """``apply_rope(x, positions)``: rotate-half RoPE with base 10000 on ``x (..., T, D)``."""
+    x = _random(2, 3, 7, 8, seed=9)
+    for pos in (torch.arange(7), torch.arange(7) + 100):
+        got = attempt(apply_rope, x.clone(), pos)
+        expect_close(
+            f"apply_rope at positions {pos[0].item()}..{pos[-1].item()}", got, positions.apply_rope(x, pos)
+        )
+    passed("each pair (x_i, x_{i+D/2}) is rotated by the angle position * base^(-2i/D).")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks
+from course_lib import checks, positions
 
 
 def build_vocabulary(text):
@@ -93,6 +93,17 @@ RIGHT_AND_WRONG = [
         lambda L, H, D, T, b: L * H * D * T * b,
     ),
     (checks.check_count_attention_parameters, count_attention_parameters, lambda d, h, kv, bias: 4 * d * d),
+    (
+        checks.check_sinusoidal_encoding,
+        positions.sinusoidal_encoding,
+        lambda n, d: positions.sinusoidal_encoding(n, d).flip(-1),
+    ),
+    (
+        checks.check_alibi_slopes,
+        positions.alibi_slopes,
+        lambda n: torch.tensor([2.0 ** (-8 * i / n) for i in range(1, n + 1)]),
+    ),
+    (checks.check_apply_rope, positions.apply_rope, positions.apply_rope_interleaved),
 ]
 
 
