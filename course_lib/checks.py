@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib import positions
+from course_lib import blocks, positions
 from course_lib.attention import MultiHeadAttention, repeat_kv, scaled_dot_product_attention
 from course_lib.attention import kv_cache_bytes as kv_cache_reference
 from course_lib.data import CharTokenizer
@@ -46,12 +46,19 @@ def expect(ok: bool, what: str, expected: object, got: object) -> None:
         raise AssertionError(f"{what}: expected {expected}, got {got}")
 
 
+def _as_float64(value: object) -> torch.Tensor:
+    """A float64 CPU tensor of a tensor (on any device, with or without grad), array or number."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().to(torch.float64)
+    return torch.as_tensor(np.asarray(value, dtype=np.float64))
+
+
 def expect_close(what: str, got: object, expected: np.ndarray | torch.Tensor, atol: float = 1e-6) -> None:
     """Check shape first (the commonest mistake), then values within ``atol`` (+ 1e-5 relative)."""
-    expected_t = torch.as_tensor(np.asarray(expected, dtype=np.float64))
+    expected_t = _as_float64(expected)
     try:
-        got_t = torch.as_tensor(np.asarray(got, dtype=np.float64))
-    except (TypeError, ValueError):
+        got_t = _as_float64(got)
+    except (TypeError, ValueError, RuntimeError):
         raise AssertionError(f"{what}: expected an array, got {type(got).__name__}") from None
     expect(got_t.shape == expected_t.shape, f"{what} shape", tuple(expected_t.shape), tuple(got_t.shape))
     expect(bool(torch.isfinite(got_t).all()), f"{what}", "finite values", "NaN or inf")
@@ -342,3 +349,40 @@ def check_apply_rope(apply_rope: Callable[[torch.Tensor, torch.Tensor], torch.Te
             f"apply_rope at positions {pos[0].item()}..{pos[-1].item()}", got, positions.apply_rope(x, pos)
         )
     passed("each pair (x_i, x_{i+D/2}) is rotated by the angle position * base^(-2i/D).")
+
+
+# --- 06 · Normalization ----------------------------------------------------------------------
+
+
+def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> None:
+    """``layer_norm(x, weight, bias, eps)`` over the last dimension, as ``F.layer_norm``."""
+    x = _random(3, 4, 8, seed=10) * 5 + 2
+    weight, bias = _random(8, seed=11), _random(8, seed=12)
+    got = attempt(layer_norm, x.clone(), weight.clone(), bias.clone(), 1e-5)
+    expect_close("layer_norm", got, F.layer_norm(x, (8,), weight, bias, 1e-5))
+    passed("subtract the mean, divide by the standard deviation (biased), then scale and shift.")
+
+
+def check_rms_norm(rms_norm: Callable[..., torch.Tensor]) -> None:
+    """``rms_norm(x, weight, eps)`` over the last dimension, as ``torch.nn.RMSNorm``."""
+    x = _random(3, 4, 8, seed=13) * 5 + 2
+    weight = _random(8, seed=14)
+    got = attempt(rms_norm, x.clone(), weight.clone(), 1e-6)
+    reference = torch.nn.RMSNorm(8, eps=1e-6).double()
+    with torch.no_grad():
+        reference.weight.copy_(weight)
+    expect_close("rms_norm", got, reference(x))
+    passed("divide by the root mean square, then scale: no mean, no bias.")
+
+
+def check_deepnorm_constants(deepnorm_constants: Callable[[int], tuple[float, float]]) -> None:
+    """``deepnorm_constants(n_layers)`` of a decoder-only (or encoder-only) stack: ``(alpha, beta)``."""
+    for n_layers in (1, 6, 24, 1000):
+        got = attempt(deepnorm_constants, n_layers)
+        want = blocks.deepnorm_constants(n_layers)
+        expect(
+            isinstance(got, tuple) and len(got) == 2, f"deepnorm_constants({n_layers})", "(alpha, beta)", got
+        )
+        close = all(abs(g - w) < 1e-9 * max(1.0, abs(w)) for g, w in zip(got, want, strict=True))
+        expect(close, f"deepnorm_constants({n_layers})", want, got)
+    passed("alpha = (2N)^(1/4) up-weights the residual, beta = (8N)^(-1/4) shrinks the initial updates.")

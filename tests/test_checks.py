@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import checks, positions
+from course_lib import blocks, checks, norms, positions
 
 
 def build_vocabulary(text):
@@ -104,6 +104,13 @@ RIGHT_AND_WRONG = [
         lambda n: torch.tensor([2.0 ** (-8 * i / n) for i in range(1, n + 1)]),
     ),
     (checks.check_apply_rope, positions.apply_rope, positions.apply_rope_interleaved),
+    (checks.check_layer_norm, norms.layer_norm, lambda x, w, b, eps: (x - x.mean(-1, keepdim=True)) * w + b),
+    (checks.check_rms_norm, norms.rms_norm, lambda x, w, eps: x / x.norm(dim=-1, keepdim=True) * w),
+    (
+        checks.check_deepnorm_constants,
+        blocks.deepnorm_constants,
+        lambda n: ((8 * n) ** 0.25, (2 * n) ** -0.25),
+    ),
 ]
 
 

@@ -21,6 +21,15 @@ def test_layernorm_and_rmsnorm_equal_pytorch_with_the_same_parameters():
         norms.make_norm("batch", 4)
 
 
+def test_written_out_norms_equal_the_modules():
+    x = torch.randn(3, 5, 16, dtype=torch.float64) * 3 + 1
+    ln, rms = norms.LayerNorm(16).double(), norms.RMSNorm(16).double()
+    with torch.no_grad():
+        ln.weight.normal_(), ln.bias.normal_(), rms.weight.normal_()
+    torch.testing.assert_close(norms.layer_norm(x, ln.weight, ln.bias, ln.eps), ln(x))
+    torch.testing.assert_close(norms.rms_norm(x, rms.weight, rms.eps), rms(x))
+
+
 def test_deepnorm_constants():
     alpha, beta = blocks.deepnorm_constants(6)
     assert alpha == pytest.approx(12**0.25) and beta == pytest.approx(48**-0.25)
