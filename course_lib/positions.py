@@ -122,7 +122,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, head_dim: int, base: float = 10000.0, scale: float = 1.0) -> None:
         super().__init__()
-        self.base, self.scale = base, scale
+        self.scale = scale
         self.register_buffer("inv_freq", rope_inv_freq(head_dim, base), persistent=False)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
