@@ -110,6 +110,8 @@ def fused_attention(
     for its contiguous group of query heads without copying it. A query with no allowed key gets
     a zero output, as in ``scaled_dot_product_attention``.
     """
+    _check_qkv(q, k, v)
+    _check_mask(mask, torch.Size((*q.shape[:-1], k.shape[-2])))
     attn_mask = mask
     if score_bias is not None:
         attn_mask = score_bias if mask is None else score_bias.masked_fill(~mask, float("-inf"))
@@ -294,7 +296,6 @@ class MultiHeadAttention(nn.Module):
                 q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p
             )
         else:  # the fused kernel shares the K/V heads without copying them
-            _check_mask(mask, torch.Size((*q.shape[:-1], k.shape[-2])))
             out, weights = fused_attention(q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p), None
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, C)
         return self.out_proj(out), weights

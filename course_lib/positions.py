@@ -64,13 +64,21 @@ def _rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.d
     return positions.to(dtype)[:, None] * inv_freq.to(device=positions.device, dtype=dtype)
 
 
-def _rotate(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
+    """``x (..., T, D)`` with an even ``D`` and one position per row: ``positions (T,)``."""
     check_tensor(x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
-    if x.ndim < 2 or positions.shape != (x.shape[-2],):
+    if x.ndim < 2:
+        raise ValueError(f"x: expected shape (..., T, D), got {tuple(x.shape)}")
+    if positions.shape != (x.shape[-2],):
         raise ValueError(
             f"positions: expected shape ({x.shape[-2]},) for x of shape {tuple(x.shape)}, "
             f"got {tuple(positions.shape)}"
         )
+    _check_even(x.shape[-1], "x.shape[-1] (head_dim)")
+
+
+def _rotate(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    _check_rope_input(x, positions)
     angles = _rope_angles(positions.to(x.device), inv_freq, x.dtype)  # (T, D/2)
     cos = torch.cat([angles.cos(), angles.cos()], dim=-1).to(x.dtype)  # (T, D)
     sin = torch.cat([angles.sin(), angles.sin()], dim=-1).to(x.dtype)  # (T, D)
@@ -90,6 +98,7 @@ def apply_rope(
 
 def apply_rope_interleaved(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """RoPE in the interleaved convention of RoFormer and GPT-J: pairs ``(x[2i], x[2i + 1])``."""
+    _check_rope_input(x, positions)
     angles = _rope_angles(positions.to(x.device), rope_inv_freq(x.shape[-1], base), x.dtype)  # (T, D/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (T, D/2)
     even, odd = x[..., 0::2], x[..., 1::2]

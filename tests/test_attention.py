@@ -84,6 +84,10 @@ def test_sdpa_rejects_bad_input():
         att.scaled_dot_product_attention(q, k, v, att.causal_mask(4))
     with pytest.raises(TypeError, match="q: expected dtype"):
         att.scaled_dot_product_attention(q.long(), k, v)
+    with pytest.raises(ValueError, match=r"broadcasts to the scores \(2, 3, 5, 5\), got \(4, 4\)"):
+        att.fused_attention(q, k, v, att.causal_mask(4))
+    with pytest.raises(ValueError, match="q and k: expected the same last dimension"):
+        att.fused_attention(q, k[..., :3], v)
 
 
 # --- masks ----------------------------------------------------------------------------------

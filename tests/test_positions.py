@@ -77,6 +77,10 @@ def test_rope_scaling_and_module():
     assert ntk[0] == 1.0  # the fastest pair unchanged
     with pytest.raises(ValueError, match=r"positions: expected shape \(5,\)"):
         positions.apply_rope(x, torch.arange(4))
+    with pytest.raises(ValueError, match=r"positions: expected shape \(5,\)"):
+        positions.apply_rope_interleaved(x, torch.arange(4))
+    with pytest.raises(ValueError, match=r"x: expected shape \(..., T, D\), got \(8,\)"):
+        positions.apply_rope(torch.randn(8), torch.arange(1))
 
 
 def test_alibi_slopes_for_8_and_12_heads():
