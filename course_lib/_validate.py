@@ -41,15 +41,45 @@ def check_tensor(
     return value
 
 
-def check_positive_int(value: object, name: str) -> int:
-    """Return ``value`` if it is an int greater than zero, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
+def check_int(value: object, name: str, *, minimum: int = 0) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``.
+
+    Raises:
+        TypeError: if ``value`` is not an int (``1.5``, ``"3"``, ``True``).
+        ValueError: if it is smaller than ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int >= {minimum}, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
     return value
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """Return ``value`` if it is an int greater than zero (``TypeError`` / ``ValueError`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected a positive int, got {describe(value)}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return value
+
+
+def check_number(value: object, name: str) -> float:
+    """Return ``value`` as a float if it is a real number (not a bool), else raise ``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number, got {describe(value)}")
+    return float(value)
+
+
+def check_probability(value: object, name: str) -> float:
+    """Return ``value`` if it is a number in ``[0, 1)``: a dropout rate or a masking probability."""
+    if not 0 <= check_number(value, name) < 1:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
 
 
 def check_fraction(value: object, name: str) -> float:
     """Return ``value`` if it is a number strictly between 0 and 1, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    if not 0 < check_number(value, name) < 1:
         raise ValueError(f"{name}: expected a number strictly between 0 and 1, got {value!r}")
     return float(value)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_positive_int, check_tensor
+from course_lib._validate import check_positive_int, check_probability, check_tensor, describe
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Rotary = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B, H, T, D), positions (T,)) -> x
@@ -43,17 +43,42 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
 
 
-def _check_mask(mask: torch.Tensor | None, scores_shape: torch.Size) -> None:
-    if mask is None:
-        return
-    check_tensor(mask, "mask", dtypes=(torch.bool,))
+def _check_scores_operand(
+    x: torch.Tensor, name: str, scores_shape: torch.Size, device: torch.device, dtypes: tuple
+) -> None:
+    """``x`` (a mask or a score bias) on ``device``, broadcasting to the scores without changing them.
+
+    Broadcasting lines shapes up from the right, so a mask with more dimensions than the scores,
+    or one whose leading size lands on another dimension (a ``(B, 1, S)`` mask on ``(B, H, T, S)``
+    scores reads B as H), would silently mean something else: both are refused.
+    """
+    check_tensor(x, name, dtypes=dtypes)
+    if x.device != device:
+        raise ValueError(f"{name}: expected a tensor on {device} (where q is), got one on {x.device}")
     try:
-        torch.broadcast_shapes(mask.shape, scores_shape)
+        broadcast = torch.broadcast_shapes(x.shape, scores_shape)
     except RuntimeError:
+        broadcast = None
+    if broadcast != scores_shape:
         raise ValueError(
-            f"mask: expected a shape that broadcasts to the scores {tuple(scores_shape)}, "
-            f"got {tuple(mask.shape)}"
-        ) from None
+            f"{name}: expected a shape that broadcasts to the scores {tuple(scores_shape)} without "
+            f"changing it, got {tuple(x.shape)} (padding masks are (B, 1, 1, S), causal masks (T, S))"
+        )
+
+
+def _check_mask_and_bias(
+    mask: torch.Tensor | None, score_bias: torch.Tensor | None, scores_shape: torch.Size, device: torch.device
+) -> None:
+    if mask is not None:
+        _check_scores_operand(mask, "mask", scores_shape, device, (torch.bool,))
+        if 2 < mask.ndim < len(scores_shape):  # (B, T, S) on (B, H, T, S) would read B as H
+            raise ValueError(
+                f"mask: a {mask.ndim}-D mask on {len(scores_shape)}-D scores {tuple(scores_shape)} is "
+                f"ambiguous (its first dimension would be read as the heads, not the batch); got "
+                f"{tuple(mask.shape)}: give it the scores' rank, e.g. (B, 1, T, S) or (B, 1, 1, S)"
+            )
+    if score_bias is not None:
+        _check_scores_operand(score_bias, "score_bias", scores_shape, device, FLOATS)
 
 
 def scaled_dot_product_attention(
@@ -69,8 +94,10 @@ def scaled_dot_product_attention(
 
     Args:
         q: queries ``(..., Tq, D)``; k: keys ``(..., Tk, D)``; v: values ``(..., Tk, Dv)``.
-        mask: boolean, broadcastable to ``(..., Tq, Tk)``; ``True`` = may attend.
-        score_bias: added to the scaled scores, broadcastable to ``(..., Tq, Tk)`` (ALiBi).
+        mask: boolean, broadcastable to ``(..., Tq, Tk)`` without changing that shape (padding:
+            ``(B, 1, 1, Tk)``, causal: ``(Tq, Tk)``); ``True`` = may attend.
+        score_bias: added to the scaled scores, broadcastable to ``(..., Tq, Tk)`` (ALiBi); the sum
+            keeps the dtype of ``q``.
         dropout_p: dropout on the weights (use only while training).
 
     Returns:
@@ -81,9 +108,9 @@ def scaled_dot_product_attention(
     """
     _check_qkv(q, k, v)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., Tq, Tk)
-    _check_mask(mask, scores.shape)
+    _check_mask_and_bias(mask, score_bias, scores.shape, q.device)
     if score_bias is not None:
-        scores = scores + score_bias
+        scores = (scores + score_bias).to(scores.dtype)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
@@ -111,10 +138,11 @@ def fused_attention(
     a zero output, as in ``scaled_dot_product_attention``.
     """
     _check_qkv(q, k, v)
-    _check_mask(mask, torch.Size((*q.shape[:-1], k.shape[-2])))
+    _check_mask_and_bias(mask, score_bias, torch.Size((*q.shape[:-1], k.shape[-2])), q.device)
     attn_mask = mask
     if score_bias is not None:
-        attn_mask = score_bias if mask is None else score_bias.masked_fill(~mask, float("-inf"))
+        bias = score_bias.to(q.dtype)
+        attn_mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
     grouped = q.ndim >= 3 and k.ndim >= 3 and q.shape[-3] != k.shape[-3]
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, enable_gqa=grouped
@@ -134,6 +162,8 @@ def prefix_lm_mask(n: int, prefix_len: int, device: torch.device | str | None = 
     to the earlier positions ``j <= i`` (causal after it).
     """
     check_positive_int(n, "n")
+    if isinstance(prefix_len, bool) or not isinstance(prefix_len, int):
+        raise TypeError(f"prefix_len: expected an int, got {describe(prefix_len)}")
     if not 0 <= prefix_len <= n:
         raise ValueError(f"prefix_len: expected 0..n={n}, got {prefix_len}")
     mask = causal_mask(n, device)
@@ -142,17 +172,18 @@ def prefix_lm_mask(n: int, prefix_len: int, device: torch.device | str | None = 
 
 
 def padding_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
-    """``(B, 1, n)`` boolean mask for a padded batch: key ``j`` is allowed when ``j < lengths[b]``.
+    """``(B, 1, 1, n)`` boolean mask for a padded batch: key ``j`` is allowed when ``j < lengths[b]``.
 
-    The middle dimension of size 1 broadcasts over the queries, so the mask combines with a
-    ``(n, n)`` causal mask by ``&`` into ``(B, n, n)``.
+    The two dimensions of size 1 broadcast over heads and queries, so the mask means the same for
+    ``(B, H, T, n)`` scores whatever ``B`` and ``H`` are, and combines with a ``(T, n)`` causal
+    mask by ``&`` into ``(B, 1, T, n)``. It is made on ``lengths.device``.
     """
     check_tensor(lengths, "lengths", ndim=1, dtypes=(torch.int64, torch.int32))
     check_positive_int(n, "n")
     if lengths.numel() and (lengths.min() < 0 or lengths.max() > n):
         raise ValueError(f"lengths: expected values in 0..n={n}, got {lengths.tolist()}")
     keys = torch.arange(n, device=lengths.device)
-    return (keys[None, :] < lengths[:, None])[:, None, :]
+    return (keys[None, :] < lengths[:, None])[:, None, None, :]  # (B, n) -> (B, 1, 1, n)
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -163,6 +194,8 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
         K/V heads:    k0        k1
         query heads:  q0 q1 q2  q3 q4 q5      (n_rep = 3: repeat_interleave, not tile)
     """
+    check_tensor(x, "x", ndim=4)
+    check_positive_int(n_rep, "n_rep")
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
 
 
@@ -206,6 +239,18 @@ class KVCache:
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add the new positions' ``k, v`` ``(B, Hkv, T_new, D)``; return all of them."""
+        check_tensor(k, "k", ndim=4, dtypes=FLOATS)
+        check_tensor(v, "v", ndim=4, dtypes=FLOATS)
+        if k.shape[:-1] != v.shape[:-1]:
+            raise ValueError(
+                f"k and v: expected the same (B, Hkv, T_new), got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
+        for name, new, seen in (("k", k, self.k), ("v", v, self.v)):
+            if seen is not None and (new.shape[:2] != seen.shape[:2] or new.shape[-1] != seen.shape[-1]):
+                raise ValueError(
+                    f"{name}: expected (B, Hkv, T_new, D) = ({seen.shape[0]}, {seen.shape[1]}, T_new, "
+                    f"{seen.shape[-1]}) like the cached positions, got {tuple(new.shape)}"
+                )
         self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
         self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
         return self.k, self.v
@@ -235,9 +280,9 @@ class MultiHeadAttention(nn.Module):
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         if n_heads % n_kv_heads:
             raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
-        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads
+        self.dropout = check_probability(dropout, "dropout")
+        self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
         self.head_dim = d_model // n_heads
-        self.dropout = dropout
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
@@ -263,27 +308,40 @@ class MultiHeadAttention(nn.Module):
         Args:
             x: queries' input ``(B, T, C)``.
             context: keys' and values' input ``(B, S, C)`` for cross-attention.
-            mask: boolean, broadcastable to ``(B, T, S)`` or ``(B, H, T, S)``; True = may attend.
+            mask: boolean, ``(T, S)``, ``(B, T, S)`` or ``(B, 1 or H, T, S)`` (padding: ``(B, 1, 1, S)``);
+                True = may attend.
             score_bias: additive, broadcastable to ``(B, H, T, S)`` (e.g. ALiBi).
-            rotary: ``rotary(x, positions)`` applied to queries and keys ``(B, H, T, D)``.
+            rotary: ``rotary(x, positions)`` applied to queries and keys ``(B, H, T, D)``
+                (self-attention only).
             cache: a ``KVCache`` for self-attention decoding; new positions continue after it.
             need_weights: also return the weights ``(B, H, T, S)`` (slower reference path).
 
         Returns:
             ``out`` of shape ``(B, T, C)`` and the weights (or ``None``).
         """
-        check_tensor(x, "x", ndim=3, dtypes=FLOATS)
+        for name, value in (("x", x), ("context", context)):
+            if value is not None:
+                check_tensor(value, name, ndim=3, dtypes=FLOATS)
+                if value.shape[-1] != self.d_model:
+                    raise ValueError(
+                        f"{name}: expected shape (B, T, d_model={self.d_model}), got {tuple(value.shape)}"
+                    )
         if context is not None and cache is not None:
             raise ValueError("cache: a KV cache is for self-attention; got a context as well")
-        source = x if context is None else check_tensor(context, "context", ndim=3, dtypes=FLOATS)
+        if context is not None and rotary is not None:
+            raise ValueError(
+                "rotary: RoPE encodes the distance between a query and a key of the same sequence; "
+                "in cross-attention the keys come from another sequence (the context), so there is "
+                "no distance to encode. Use rotary only in self-attention."
+            )
+        source = x if context is None else context
         q = self._split_heads(self.q_proj(x), self.n_heads)  # (B, H, T, D)
         k = self._split_heads(self.k_proj(source), self.n_kv_heads)  # (B, Hkv, S, D)
         v = self._split_heads(self.v_proj(source), self.n_kv_heads)  # (B, Hkv, S, D)
         if rotary is not None:
             offset = cache.length if cache is not None else 0
             positions = torch.arange(offset, offset + x.shape[1], device=x.device)
-            q = rotary(q, positions)
-            k = rotary(k, positions if context is None else torch.arange(k.shape[-2], device=x.device))
+            q, k = rotary(q, positions), rotary(k, positions)
         if cache is not None:
             k, v = cache.append(k, v)
         if mask is not None and mask.ndim == 3:

@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_tensor
+from course_lib._validate import check_number, check_positive_int, check_probability, check_tensor
 from course_lib.attention import causal_mask
 from course_lib.blocks import PLACEMENTS, TransformerBlock, deepnorm_constants
-from course_lib.norms import make_norm
+from course_lib.norms import NORMS, make_norm
 from course_lib.positions import RotaryEmbedding, alibi_bias, sinusoidal_encoding
 
 POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
+# GPT-2's initialisation: weights and embeddings from N(0, 0.02) (Radford et al. 2019).
+EMBEDDING_STD = 0.02
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,24 @@ class TinyLMConfig:
     dropout: float = 0.0  # dropout on attention weights and sublayer outputs
 
     def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+            check_positive_int(getattr(self, name), name)
+        if self.n_kv_heads is not None:
+            check_positive_int(self.n_kv_heads, "n_kv_heads")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if self.position == "rope" and (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"position='rope' rotates pairs: head_dim = d_model / n_heads must be even, "
+                f"got {self.d_model} / {self.n_heads} = {self.d_model // self.n_heads}"
+            )
+        if not check_number(self.rope_base, "rope_base") > 1:
+            raise ValueError(f"rope_base: expected a number > 1, got {self.rope_base!r}")
+        if not check_number(self.rope_scale, "rope_scale") > 0:
+            raise ValueError(f"rope_scale: expected a number > 0, got {self.rope_scale!r}")
+        check_probability(self.dropout, "dropout")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm: expected one of {tuple(NORMS)}, got {self.norm!r}")
         if self.position not in POSITIONS:
             raise ValueError(f"position: expected one of {POSITIONS}, got {self.position!r}")
         if self.placement not in PLACEMENTS:
@@ -45,7 +65,15 @@ class TinyLMConfig:
 
 
 class TinyLM(nn.Module):
-    """Token embedding (+ absolute positions) -> ``n_layers`` blocks -> (final norm) -> logits."""
+    """Token embedding (+ absolute positions) -> ``n_layers`` blocks -> (final norm) -> logits.
+
+    The sinusoidal table is scaled by ``EMBEDDING_STD``. Vaswani et al. (2017, section 3.4) multiply
+    the embeddings by ``sqrt(d_model)``, which (with embeddings drawn from ``N(0, 1/d_model)``, as in
+    their tensor2tensor code) gives tokens unit RMS next to a table of RMS ``1/sqrt(2)``. Our tokens
+    are drawn from ``N(0, EMBEDDING_STD)`` (GPT-2), so we scale the table instead: the same 1 : 0.71
+    ratio, and the residual stream starts at the same size for every position scheme (a learned
+    table is drawn from ``N(0, EMBEDDING_STD)`` too). Unscaled, positions outweigh tokens ~35:1.
+    """
 
     def __init__(self, config: TinyLMConfig) -> None:
         super().__init__()
@@ -54,7 +82,8 @@ class TinyLM(nn.Module):
         if c.position == "learned":
             self.position_embedding = nn.Embedding(c.max_len, c.d_model)
         if c.position == "sinusoidal":
-            self.register_buffer("sinusoidal", sinusoidal_encoding(c.max_len, c.d_model), persistent=False)
+            table = EMBEDDING_STD * sinusoidal_encoding(c.max_len, c.d_model)
+            self.register_buffer("sinusoidal", table, persistent=False)
         if c.position == "alibi":
             self.register_buffer("alibi", alibi_bias(c.n_heads, c.max_len), persistent=False)
         self.rope = (
@@ -90,7 +119,7 @@ class TinyLM(nn.Module):
     def _init_weights(module: nn.Module) -> None:
         # GPT-2: N(0, 0.02) for weights and embeddings, zero biases (Radford et al. 2019).
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.normal_(module.weight, mean=0.0, std=EMBEDDING_STD)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 

@@ -85,11 +85,14 @@ def heatmap(
     """Draw a 2-D matrix (rows, cols) as a heatmap with labelled axes and a colour bar.
 
     Args:
-        matrix: shape ``(rows, cols)``; a tensor is moved to the CPU first.
+        matrix: shape ``(rows, cols)``; a tensor (any dtype, bfloat16 included) is moved to the CPU.
         x_labels, y_labels: one label per column / row.
         annotate: write each value in its cell (for small matrices).
     """
-    values = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
+    if isinstance(matrix, torch.Tensor):  # any device and dtype (NumPy has no bfloat16)
+        values = matrix.detach().cpu().double().numpy()
+    else:
+        values = np.asarray(matrix)
     if values.ndim != 2:
         raise ValueError(f"matrix: expected 2-D (rows, cols), got shape {values.shape}")
     rows, cols = values.shape

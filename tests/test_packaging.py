@@ -1,7 +1,6 @@
 """The project's own files agree with each other: dependencies, syllabus, README, book."""
 
 import re
-import sys
 
 try:
     import tomllib
@@ -51,9 +50,12 @@ def test_doctor_checks_exactly_the_declared_packages():
     assert {_split(r)[0] for r in extras} == set(OPTIONAL)
 
 
-def test_python_floor_is_consistent():
-    assert PYPROJECT["project"]["requires-python"] == ">=3.10"
-    assert sys.version_info >= (3, 10)
+def test_python_floor_is_the_same_everywhere():
+    floor = PYPROJECT["project"]["requires-python"].removeprefix(">=")  # e.g. "3.10"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert f"python>={floor}" in env["dependencies"]
+    assert PYPROJECT["tool"]["ruff"]["target-version"] == "py" + floor.replace(".", "")
+    assert f"Python {floor}+" in (ROOT / "Makefile").read_text()
 
 
 def test_notebooks_follow_the_syllabus():

@@ -53,3 +53,10 @@ def test_decision_regions_colours_the_plane_by_prediction():
 def test_course_style_is_applied():
     plots.use_course_style()
     assert matplotlib.rcParams["axes.spines.top"] is False
+
+
+def test_heatmap_draws_bfloat16_and_boolean_tensors():
+    for matrix in (torch.rand(3, 4).bfloat16(), torch.ones(3, 4, dtype=torch.bool).tril()):
+        ax = plots.heatmap(matrix, annotate=True)
+        assert ax.images[0].get_array().shape == (3, 4)
+        plt.close(ax.figure)

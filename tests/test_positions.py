@@ -108,3 +108,66 @@ def test_alibi_bias_and_the_causal_only_shortcut():
     decoding = positions.alibi_bias(1, 2, n_keys=5)[0]  # the last 2 of 5 positions as queries
     expected = torch.tensor([[3.0, 2, 1, 0, 1], [4, 3, 2, 1, 0]]) * -slope
     torch.testing.assert_close(decoding, expected)
+
+
+def test_rope_rejects_a_scale_or_base_that_makes_no_sense():
+    x = torch.randn(1, 5, 8)
+    for scale in (0.0, -2.0):
+        with pytest.raises(ValueError, match=f"scale: expected a number > 0 .*, got {scale}"):
+            positions.apply_rope(x, torch.arange(5), scale=scale)
+        with pytest.raises(ValueError, match=f"scale: expected a number > 0 .*, got {scale}"):
+            positions.RotaryEmbedding(8, scale=scale)
+    with pytest.raises(ValueError, match="base: expected a number > 1, got 1.0"):
+        positions.RotaryEmbedding(8, base=1.0)
+    with pytest.raises(ValueError, match=r"x: expected shape \(..., T, head_dim=8\), got \(1, 5, 6\)"):
+        positions.RotaryEmbedding(8)(torch.randn(1, 5, 6), torch.arange(5))
+
+
+def test_ntk_scaled_base_needs_at_least_two_pairs():
+    with pytest.raises(ValueError, match="head_dim: expected an even number >= 4 .*, got 2"):
+        positions.ntk_scaled_base(10000.0, 4.0, 2)
+    with pytest.raises(ValueError, match="scale: expected a number > 0"):
+        positions.ntk_scaled_base(10000.0, 0.0, 8)
+    assert positions.ntk_scaled_base(10000.0, 4.0, 4) == pytest.approx(10000.0 * 4.0**2)
+
+
+def test_alibi_bias_needs_at_least_as_many_keys_as_queries():
+    with pytest.raises(ValueError, match="n_keys: expected n_keys >= n .*, got n=5, n_keys=3"):
+        positions.alibi_bias(2, 5, n_keys=3)
+
+
+def test_every_table_builder_takes_a_device():
+    meta = torch.device("meta")
+    for table in (
+        positions.sinusoidal_encoding(4, 8, device=meta),
+        positions.rope_inv_freq(8, device=meta),
+        positions.interleaved_to_half(8, device=meta),
+        positions.alibi_slopes(4, device=meta),
+        positions.alibi_bias(4, 3, 5, device=meta),
+        attention.causal_mask(3, device=meta),
+        attention.prefix_lm_mask(3, 1, device=meta),
+    ):
+        assert table.device == meta
+    torch.testing.assert_close(
+        positions.alibi_bias(4, 3, 5, device="cpu"), positions.alibi_bias(4, 3, 5)
+    )  # same values wherever they are made
+
+
+def test_rotation_speeds_stay_float32_in_a_bfloat16_module():
+    """``.bfloat16()`` used to cast the speeds: ~0.05 rad off at position 500."""
+    rope = positions.RotaryEmbedding(8).bfloat16()
+    x = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(0))
+    at = torch.arange(500, 504)
+    reference = positions.apply_rope(x.double(), at)
+    torch.testing.assert_close(rope(x.bfloat16(), at).double(), reference, atol=2e-2, rtol=0)
+
+
+def test_float64_inputs_get_float64_speeds():
+    x = torch.randn(1, 3, 8, dtype=torch.float64)
+    at = torch.arange(10**6, 10**6 + 3)
+    theta = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    angles = at.double()[:, None] * theta
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    expected = x * cos + positions.rotate_half(x) * sin
+    torch.testing.assert_close(positions.apply_rope(x, at), expected, atol=1e-9, rtol=0)
+    torch.testing.assert_close(positions.RotaryEmbedding(8)(x, at), expected, atol=1e-9, rtol=0)

@@ -1,8 +1,32 @@
+import random
+
+import matplotlib as mpl
+import numpy as np
 import pytest
 import torch
 
 import course_lib
 from course_lib import runtime
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """``setup()`` changes process-wide state: put it back so later tests see what they expect."""
+    rngs = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.benchmark,
+    )
+    device = runtime._device
+    with mpl.rc_context():  # restores matplotlib's rcParams on exit
+        yield
+    random.setstate(rngs[0])
+    np.random.set_state(rngs[1])
+    torch.set_rng_state(rngs[2])
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags[:2]
+    torch.backends.cudnn.benchmark = flags[2]
+    runtime._device = device
 
 
 def test_setup_seeds_torch_and_numpy_reproducibly():

@@ -23,11 +23,78 @@ def test_warmup_then_cosine_schedule():
         ({"lr": -1.0}, "lr: expected a positive"),
         ({"steps": 5, "warmup_steps": 6}, "warmup_steps: expected 0..steps=5, got 6"),
         ({"min_lr_ratio": 2.0}, r"min_lr_ratio: expected a number in \[0, 1\]"),
+        ({"grad_clip": -1}, r"grad_clip: expected a number > 0 or None \(no clipping\), got -1"),
+        ({"weight_decay": -0.1}, "weight_decay: expected a number >= 0"),
+        ({"log_every": 0}, "log_every: expected a positive int, got 0"),
     ],
 )
 def test_bad_config_is_rejected(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tr.TrainConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"warmup_steps": 1.5}, "warmup_steps: expected an int >= 0, got float 1.5"),
+        ({"steps": "10"}, "steps: expected a positive int, got str '10'"),
+        ({"lr": None}, "lr: expected a number, got NoneType None"),
+    ],
+)
+def test_config_of_the_wrong_type_is_rejected(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        tr.TrainConfig(**kwargs)
+
+
+def test_a_diverging_loss_stops_training_with_the_step_and_advice():
+    model = torch.nn.Linear(2, 1)
+    calls = []
+
+    def loss_becoming_nan(m, batch):
+        calls.append(1)
+        loss = mse(m, batch)
+        return loss * float("nan") if len(calls) == 8 else loss
+
+    with pytest.raises(tr.NonFiniteLossError, match="the loss became nan at step 7 .* Try a smaller lr"):
+        tr.train(
+            model, _regression(), loss_becoming_nan, tr.TrainConfig(steps=20, log_every=5), progress=False
+        )
+    assert len(calls) == 10  # noticed at the next read-back, not after the whole run
+
+
+def test_losses_read_back_in_chunks_are_every_step_in_order():
+    losses = iter(range(100))
+    model = torch.nn.Linear(1, 1)
+
+    def counting_loss(m, batch):  # training step i reports i (plus a term with a gradient)
+        return m(batch).sum() * 0 + (next(losses) if m.training else -1.0)
+
+    config = tr.TrainConfig(steps=23, log_every=7, eval_every=10, eval_batches=1)
+    history = tr.train(
+        model,
+        lambda: torch.ones(1, 1),
+        counting_loss,
+        config,
+        next_eval_batch=lambda: torch.ones(1, 1),
+        progress=False,
+    )
+    assert history.train_loss == [float(i) for i in range(23)]
+    assert history.eval_steps == [0, 10, 20, 22] and history.eval_loss == [-1.0] * 4
+
+
+def test_gradient_clipping_takes_effect():
+    def steep(m, batch):
+        return (m(batch) * 1000).pow(2).mean()
+
+    norms = {}
+    for clip in (None, 0.5):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        tr.train(
+            model, lambda: torch.ones(4, 2), steep, tr.TrainConfig(steps=1, grad_clip=clip), progress=False
+        )
+        norms[clip] = torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+    assert norms[None] > 100 and norms[0.5] == pytest.approx(0.5, rel=1e-4)
 
 
 def _regression():
@@ -79,6 +146,13 @@ def test_evaluate_uses_eval_mode_and_restores_it():
     assert loss == 0.0  # dropout is off in eval mode
     assert model.training
 
+    def failing_batch():
+        raise RuntimeError("no more data")
+
+    with pytest.raises(RuntimeError, match="no more data"):
+        tr.evaluate(model, failing_batch, lambda m, b: m(b), 1)
+    assert model.training  # restored even though a batch raised
+
 
 def test_non_scalar_loss_is_rejected():
     model = torch.nn.Linear(2, 1)
@@ -97,3 +171,29 @@ def test_checkpoint_round_trip(tmp_path):
         tr.load_checkpoint(torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.LayerNorm(5)), path)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         tr.load_checkpoint(model, tmp_path / "missing.safetensors")
+
+
+class TiedLM(torch.nn.Module):
+    """An embedding and an output head that share one matrix (weight tying)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(7, 4)
+        self.head = torch.nn.Linear(4, 7, bias=False)
+        self.head.weight = self.embedding.weight
+
+    def forward(self, idx):
+        return self.head(self.embedding(idx))
+
+
+def test_checkpoint_with_tied_weights(tmp_path):
+    torch.manual_seed(0)
+    model = TiedLM()
+    path = tr.save_checkpoint(model, tmp_path / "tied.safetensors", {"tied": True})
+    torch.manual_seed(1)
+    restored = TiedLM()
+    assert tr.load_checkpoint(restored, path) == {"tied": True}
+    torch.testing.assert_close(restored.embedding.weight, model.embedding.weight)
+    assert restored.head.weight is restored.embedding.weight  # still one tensor
+    idx = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(restored(idx), model(idx))

@@ -1,0 +1,150 @@
+"""Exercise checkers: one friendly line on success, a helpful ``AssertionError`` otherwise.
+
+Each exercise asks for a function; its checker calls that function on cases the learner has not
+seen and compares with a reference (a PyTorch built-in where one exists). A function whose body
+is still ``raise NotImplementedError()`` (the student version) gets ``ExerciseNotDone``, an
+``AssertionError`` that says which function to write.
+
+The package is one module per notebook (``ch00_orientation`` ... ``ch06_normalization``) over a
+shared core (``_core``: calling the learner's function, turning answers into CPU values, comparing
+expected with got). ``checks.check_<name>`` loads only its own chapter's module, on first use, so
+that notebook 00 does not import the attention or position code it has not taught yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from course_lib.checks._core import (
+    ExerciseNotDone,
+    as_float64,
+    as_number,
+    as_sequence,
+    as_tensor,
+    attempt,
+    expect,
+    expect_close,
+    expect_equal,
+    expect_number,
+    passed,
+    seeded_randn,
+    to_cpu,
+)
+
+if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loads on first use
+    from course_lib.checks.ch00_orientation import (
+        check_build_vocabulary,
+        check_count_parameters,
+        check_shift_targets,
+    )
+    from course_lib.checks.ch01_forward_backward import (
+        check_batch_cross_entropy,
+        check_linear_backward,
+        check_log_softmax,
+    )
+    from course_lib.checks.ch02_attention import check_attend, check_causal_mask, check_masked_softmax
+    from course_lib.checks.ch03_self_attention import (
+        check_causal_self_attention,
+        check_lookup,
+        check_self_attention,
+    )
+    from course_lib.checks.ch04_multi_head_attention import (
+        check_count_attention_parameters,
+        check_kv_cache_bytes,
+        check_kv_head_for,
+    )
+    from course_lib.checks.ch05_positional_encoding import (
+        check_alibi_slopes,
+        check_apply_rope,
+        check_sinusoidal_encoding,
+    )
+    from course_lib.checks.ch06_normalization import (
+        check_deepnorm_constants,
+        check_layer_norm,
+        check_rms_norm,
+    )
+
+# Each checker and the chapter module that defines it (the order of the syllabus).
+CHAPTER_OF: dict[str, str] = {
+    "check_build_vocabulary": "ch00_orientation",
+    "check_shift_targets": "ch00_orientation",
+    "check_count_parameters": "ch00_orientation",
+    "check_log_softmax": "ch01_forward_backward",
+    "check_linear_backward": "ch01_forward_backward",
+    "check_batch_cross_entropy": "ch01_forward_backward",
+    "check_causal_mask": "ch02_attention",
+    "check_masked_softmax": "ch02_attention",
+    "check_attend": "ch02_attention",
+    "check_self_attention": "ch03_self_attention",
+    "check_causal_self_attention": "ch03_self_attention",
+    "check_lookup": "ch03_self_attention",
+    "check_count_attention_parameters": "ch04_multi_head_attention",
+    "check_kv_cache_bytes": "ch04_multi_head_attention",
+    "check_kv_head_for": "ch04_multi_head_attention",
+    "check_sinusoidal_encoding": "ch05_positional_encoding",
+    "check_alibi_slopes": "ch05_positional_encoding",
+    "check_apply_rope": "ch05_positional_encoding",
+    "check_layer_norm": "ch06_normalization",
+    "check_rms_norm": "ch06_normalization",
+    "check_deepnorm_constants": "ch06_normalization",
+}
+
+__all__ = [
+    # the shared core
+    "ExerciseNotDone",
+    "as_float64",
+    "as_number",
+    "as_sequence",
+    "as_tensor",
+    "attempt",
+    "expect",
+    "expect_close",
+    "expect_equal",
+    "expect_number",
+    "passed",
+    "seeded_randn",
+    "to_cpu",
+    # 00 · Orientation
+    "check_build_vocabulary",
+    "check_shift_targets",
+    "check_count_parameters",
+    # 01 · Forward and backward propagation
+    "check_log_softmax",
+    "check_linear_backward",
+    "check_batch_cross_entropy",
+    # 02 · Attention
+    "check_causal_mask",
+    "check_masked_softmax",
+    "check_attend",
+    # 03 · Self-attention
+    "check_self_attention",
+    "check_causal_self_attention",
+    "check_lookup",
+    # 04 · Multi-head attention
+    "check_count_attention_parameters",
+    "check_kv_cache_bytes",
+    "check_kv_head_for",
+    # 05 · Positional encoding
+    "check_sinusoidal_encoding",
+    "check_alibi_slopes",
+    "check_apply_rope",
+    # 06 · Normalization
+    "check_layer_norm",
+    "check_rms_norm",
+    "check_deepnorm_constants",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a checker's chapter module on first use (PEP 562), then keep the checker here."""
+    chapter = CHAPTER_OF.get(name)
+    if chapter is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    checker = getattr(importlib.import_module(f"{__name__}.{chapter}"), name)
+    globals()[name] = checker
+    return checker
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
