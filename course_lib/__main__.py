@@ -15,7 +15,16 @@ from importlib.metadata import PackageNotFoundError, version
 # The distributions that `pip install -e .` brings (tests check this against pyproject.toml).
 REQUIRED = ("torch", "numpy", "matplotlib", "jupyter", "nbval", "tqdm", "safetensors", "ipywidgets")
 # The extras: tests and coursework tools; reported, but not required to learn.
-OPTIONAL = ("pytest", "hypothesis", "ruff", "nbstripout", "pyyaml", "nbgrader", "jupyter-book")
+OPTIONAL = (
+    "pytest",
+    "hypothesis",
+    "ruff",
+    "nbstripout",
+    "pyyaml",
+    "transformers",
+    "nbgrader",
+    "jupyter-book",
+)
 
 
 def _line(ok: bool | None, what: str, detail: str) -> str:
