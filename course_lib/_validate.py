@@ -1,4 +1,11 @@
-"""Input checks shared by every module: one place that words "expected ..., got ..." errors."""
+"""Input checks shared by every module: one place that words "expected ..., got ..." errors.
+
+Python's own rule, followed everywhere in the course: ``TypeError`` for a value of the wrong type
+(``1.5`` where an int is needed, a list where a tensor is), ``ValueError`` for a value of the right
+type that is out of range or of the wrong shape (``dropout=1.5``, ``n_heads=0``). Every message
+names the argument, what was expected and what was given. Never a bare ``assert``: ``python -O``
+removes it.
+"""
 
 from __future__ import annotations
 
