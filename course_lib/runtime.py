@@ -14,7 +14,31 @@ import numpy as np
 import torch
 
 _DEVICE_ENV = "COURSE_DEVICE"
+_SEED_ENV = "COURSE_SEED"
+_SEED_STRIDE = 1_000_003  # a prime far above any seed a notebook names: shifted seeds never collide
 _device: torch.device | None = None
+
+
+def seed(n: int = 0) -> int:
+    """The ``n``-th seed of this run: ``n`` itself, or shifted when ``$COURSE_SEED`` is set.
+
+    Every seed the notebooks use goes through here (``torch.manual_seed(course_lib.seed(0))``,
+    ``torch.Generator().manual_seed(course_lib.seed(1))``), so one environment variable re-runs the
+    whole course on other random draws: ``make robust SEEDS="1 2"`` checks that every experiment's
+    asserts hold there too. Unset or ``0``, the seeds are the committed ones.
+    """
+    return _shift(n, "n")
+
+
+def _shift(n: object, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{name}: expected an int >= 0, got {type(n).__name__} {n!r}")
+    if n < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {n}")
+    wanted = os.environ.get(_SEED_ENV, "").strip() or "0"
+    if not wanted.isdigit():
+        raise ValueError(f"{_SEED_ENV}: expected a non-negative integer such as 0 or 3, got {wanted!r}")
+    return n + _SEED_STRIDE * int(wanted)
 
 
 def _pick_device() -> torch.device:
@@ -43,17 +67,17 @@ def setup(seed: int = 0) -> torch.device:
     """Seed Python, NumPy and torch, pick the device, switch off TF32, style the figures.
 
     Args:
-        seed: the seed for ``random``, ``numpy.random`` and ``torch`` (CPU and CUDA).
+        seed: the seed for ``random``, ``numpy.random`` and ``torch`` (CPU and CUDA), shifted by
+            ``$COURSE_SEED`` like every seed of the course (see ``course_lib.seed``).
 
     Returns:
         The device the notebook should use (also available later as ``get_device()``).
     """
     global _device
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative int, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    value = _shift(seed, "seed")
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)  # also seeds every CUDA device
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = False

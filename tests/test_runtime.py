@@ -71,7 +71,30 @@ def test_bad_course_device_says_what_is_wrong(monkeypatch, value, message):
         course_lib.setup()
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
-def test_bad_seed_is_rejected(seed):
-    with pytest.raises(ValueError, match="seed: expected a non-negative int"):
+@pytest.mark.parametrize(
+    ("seed", "error"), [(-1, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)]
+)
+def test_bad_seed_is_rejected(seed, error):
+    with pytest.raises(error, match="seed: expected an int >= 0"):
         course_lib.setup(seed=seed)
+
+
+def test_course_seed_shifts_every_seed_and_setup(monkeypatch):
+    monkeypatch.delenv("COURSE_SEED", raising=False)
+    assert [course_lib.seed(n) for n in (0, 1, 123)] == [0, 1, 123]  # the committed seeds
+    course_lib.setup(seed=7)
+    committed = torch.randn(3)
+    monkeypatch.setenv("COURSE_SEED", "2")
+    shifted = [course_lib.seed(n) for n in (0, 1, 123)]
+    assert len(set(shifted)) == 3 and not set(shifted) & {0, 1, 123}
+    course_lib.setup(seed=7)
+    assert not torch.equal(torch.randn(3), committed)
+    monkeypatch.setenv("COURSE_SEED", "0")
+    assert course_lib.seed(5) == 5
+
+
+@pytest.mark.parametrize("value", ["-1", "two", "1.5"])
+def test_bad_course_seed_says_what_is_wrong(monkeypatch, value):
+    monkeypatch.setenv("COURSE_SEED", value)
+    with pytest.raises(ValueError, match=f"COURSE_SEED: expected a non-negative integer .*, got '{value}'"):
+        course_lib.seed(0)
