@@ -48,9 +48,11 @@ def _check_scores_operand(
 ) -> None:
     """``x`` (a mask or a score bias) on ``device``, broadcasting to the scores without changing them.
 
-    Broadcasting lines shapes up from the right, so a mask with more dimensions than the scores,
-    or one whose leading size lands on another dimension (a ``(B, 1, S)`` mask on ``(B, H, T, S)``
-    scores reads B as H), would silently mean something else: both are refused.
+    Broadcasting lines shapes up from the right, so an operand with more dimensions than the
+    scores, or with a size that does not fit, would make other scores or an error: both are
+    refused here. (A mask whose leading size lands on another dimension, ``(B, 1, S)`` on
+    ``(B, H, T, S)`` read as ``(H, T, S)``, broadcasts cleanly when ``B == H``: the rank rule in
+    ``_check_mask_and_bias`` refuses it.)
     """
     check_tensor(x, name, dtypes=dtypes)
     if x.device != device:
