@@ -13,6 +13,8 @@ import random
 import numpy as np
 import torch
 
+from course_lib._validate import check_int
+
 _DEVICE_ENV = "COURSE_DEVICE"
 _SEED_ENV = "COURSE_SEED"
 _SEED_STRIDE = 1_000_003  # a prime far above any seed a notebook names: shifted seeds never collide
@@ -31,10 +33,7 @@ def seed(n: int = 0) -> int:
 
 
 def _shift(n: object, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{name}: expected an int >= 0, got {type(n).__name__} {n!r}")
-    if n < 0:
-        raise ValueError(f"{name}: expected an int >= 0, got {n}")
+    check_int(n, name, minimum=0)
     wanted = os.environ.get(_SEED_ENV, "").strip() or "0"
     if not wanted.isdigit():
         raise ValueError(f"{_SEED_ENV}: expected a non-negative integer such as 0 or 3, got {wanted!r}")
