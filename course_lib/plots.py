@@ -107,12 +107,13 @@ def heatmap(
         ax.set_xticks(range(cols), x_labels)
     if y_labels is not None:
         ax.set_yticks(range(rows), y_labels)
-    if annotate:
-        middle = (values.max() + values.min()) / 2
+    if annotate:  # dark text on light cells, light text on dark ones, whatever the colour map
         for i in range(rows):
             for j in range(cols):
-                color = "black" if values[i, j] > middle else "white"
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color=color)
+                red, green, blue, _ = image.cmap(image.norm(values[i, j]))
+                light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5  # perceived brightness
+                colour = "black" if light else "white"
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color=colour)
     ax.set(xlabel=x_title, ylabel=y_title, title=title)
     return ax
 

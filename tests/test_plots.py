@@ -35,6 +35,16 @@ def test_heatmap_labels_its_axes():
         plots.heatmap(np.ones((2, 3)), x_labels=["a", "b"])
 
 
+@pytest.mark.parametrize(
+    ("cmap", "colours"),
+    [("viridis", ["white", "black"]), ("magma_r", ["black", "white"]), ("Greys", ["black", "white"])],
+)
+def test_heatmap_annotations_contrast_with_their_cells(cmap, colours):
+    # viridis runs dark -> light, magma_r and Greys light -> dark: the text must follow the cell
+    ax = plots.heatmap(torch.tensor([[0.0, 1.0]]), cmap=cmap, annotate=True)
+    assert [text.get_color() for text in ax.texts] == colours
+
+
 def test_decision_regions_colours_the_plane_by_prediction():
     X = np.array([[-1.0, 0.0], [1.0, 0.0]])
     y = np.array([0, 1])
