@@ -110,14 +110,16 @@ def apply_rope(
 ) -> torch.Tensor:
     """Rotate each pair ``(x[i], x[i + D/2])`` of ``x (..., T, D)`` by ``positions[t] / scale * theta_i``.
 
-    The rotate-half convention of GPT-NeoX and Llama: dimension ``i`` is paired with ``i + D/2``.
+    The rotate-half convention of GPT-NeoX and Hugging Face's Llama: dimension ``i`` is paired with
+    ``i + D/2``.
     ``scale > 1`` is position interpolation (positions shrunk by ``L_train / L_new = 1 / scale``).
     """
     return _rotate(x, positions, _check_base(base), _check_scale(scale))
 
 
 def apply_rope_interleaved(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """RoPE in the interleaved convention of RoFormer and GPT-J: pairs ``(x[2i], x[2i + 1])``."""
+    """RoPE in the interleaved convention of RoFormer, GPT-J and Meta's reference Llama code: pairs
+    ``(x[2i], x[2i + 1])``."""
     _check_rope_input(x, positions)
     angles = _rope_angles(positions.to(x.device), x.shape[-1], _check_base(base), x.dtype)  # (T, D/2)
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (T, D/2)

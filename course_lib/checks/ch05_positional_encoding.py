@@ -26,7 +26,10 @@ def check_alibi_slopes(alibi_slopes: Callable[[int], torch.Tensor]) -> None:
     for n_heads in (1, 4, 8, 12, 6):
         got = attempt(alibi_slopes, n_heads)
         expect_close(f"alibi_slopes({n_heads})", got, positions.alibi_slopes(n_heads))
-    passed("2^(-8i/n) for a power of two; otherwise the closest power of two, then every other slope of 2m.")
+    passed(
+        "2^(-8h/H) for H heads, H a power of two; otherwise the slopes of the closest smaller power "
+        "of two H', then every other slope of 2H' heads."
+    )
 
 
 def check_apply_rope(apply_rope: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
