@@ -175,8 +175,9 @@ class RotaryEmbedding(nn.Module):
 def alibi_slopes(n_heads: int, device: Device = None) -> torch.Tensor:
     """``(n_heads,)`` head slopes of ALiBi: ``2^(-8 i / n)`` for ``i = 1..n`` when ``n`` is a power of 2.
 
-    Otherwise (Press et al., 2022, appendix): the slopes of the closest smaller power of two ``m``,
-    followed by every other slope of ``2m`` heads, until there are ``n_heads``.
+    Otherwise (the authors' reference code, ``get_slopes``; the paper trains powers of two only):
+    the slopes of the closest smaller power of two ``m``, followed by every other slope of ``2m``
+    heads, until there are ``n_heads``.
     """
     check_positive_int(n_heads, "n_heads")
 
