@@ -1,11 +1,11 @@
 """Backpropagation by hand: a two-layer network in NumPy (notebook 01).
 
-The network maps inputs ``X`` of shape ``(N, D)`` to class probabilities ``(N, C)``::
+The network maps inputs ``X`` of shape ``(N, d_in)`` to probabilities over ``K`` classes::
 
-    a1 = X @ W1 + b1        (N, H)   hidden pre-activation
-    h  = relu(a1)           (N, H)
-    z  = h @ W2 + b2        (N, C)   logits
-    p  = softmax(z)         (N, C)
+    a1 = X @ W1 + b1        (N, d_hidden)   hidden pre-activation
+    h  = relu(a1)           (N, d_hidden)
+    z  = h @ W2 + b2        (N, K)          logits
+    p  = softmax(z)         (N, K)
     L  = mean_n -log p[n, y_n]
 
 ``backward`` returns the exact gradient of ``L`` for each parameter, derived with the chain rule
@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-Params = dict[str, np.ndarray]  # "W1" (D, H), "b1" (H,), "W2" (H, C), "b2" (C,)
+Params = dict[str, np.ndarray]  # "W1" (d_in, d_hidden), "b1" (d_hidden,), "W2" (d_hidden, K), "b2" (K,)
 
 
 def _check_matrix(value: object, name: str) -> np.ndarray:
@@ -49,28 +49,28 @@ def init_params(n_in: int, n_hidden: int, n_out: int, seed: int = 0) -> Params:
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of logits ``(N, C)``, stable for large logits (subtracts each row's max)."""
+    """Row-wise softmax of logits ``(N, K)``, stable for large logits (subtracts each row's max)."""
     shifted = z - z.max(axis=-1, keepdims=True)
     e = np.exp(shifted)
     return e / e.sum(axis=-1, keepdims=True)
 
 
 def cross_entropy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Mean negative log-probability of the true classes: probs ``(N, C)``, y ``(N,)``."""
+    """Mean negative log-probability of the true classes: probs ``(N, K)``, y ``(N,)``."""
     _check_matrix(probs, "probs")
     _check_labels(y, probs.shape[0], probs.shape[1])
     return float(-np.log(probs[np.arange(len(y)), y]).mean())
 
 
 def forward(params: Params, X: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Probabilities ``(N, C)`` for inputs ``X (N, D)``, and the cache that ``backward`` needs."""
+    """Probabilities ``(N, K)`` for inputs ``X (N, d_in)``, and the cache that ``backward`` needs."""
     _check_matrix(X, "X")
     if X.shape[1] != params["W1"].shape[0]:
         raise ValueError(f"X: expected {params['W1'].shape[0]} features, got {X.shape[1]}")
-    a1 = X @ params["W1"] + params["b1"]  # (N, H)
-    h = np.maximum(a1, 0.0)  # (N, H)
-    z = h @ params["W2"] + params["b2"]  # (N, C)
-    probs = softmax(z)  # (N, C)
+    a1 = X @ params["W1"] + params["b1"]  # (N, d_hidden)
+    h = np.maximum(a1, 0.0)  # (N, d_hidden)
+    z = h @ params["W2"] + params["b2"]  # (N, K)
+    probs = softmax(z)  # (N, K)
     return probs, {"X": X, "a1": a1, "h": h, "probs": probs}
 
 
@@ -79,16 +79,16 @@ def backward(params: Params, cache: dict[str, np.ndarray], y: np.ndarray) -> Par
     X, a1, h, probs = cache["X"], cache["a1"], cache["h"], cache["probs"]
     n = X.shape[0]
     _check_labels(y, n, probs.shape[1])
-    dz = probs.copy()  # (N, C): dL/dz = (p - onehot(y)) / N
+    dz = probs.copy()  # (N, K): dL/dz = (p - onehot(y)) / N
     dz[np.arange(n), y] -= 1.0
     dz /= n
-    dh = dz @ params["W2"].T  # (N, H)
-    da1 = dh * (a1 > 0)  # (N, H): ReLU passes the gradient where it was active
+    dh = dz @ params["W2"].T  # (N, d_hidden)
+    da1 = dh * (a1 > 0)  # (N, d_hidden): ReLU passes the gradient where it was active
     return {
-        "W1": X.T @ da1,  # (D, H)
-        "b1": da1.sum(axis=0),  # (H,)
-        "W2": h.T @ dz,  # (H, C)
-        "b2": dz.sum(axis=0),  # (C,)
+        "W1": X.T @ da1,  # (d_in, d_hidden)
+        "b1": da1.sum(axis=0),  # (d_hidden,)
+        "W2": h.T @ dz,  # (d_hidden, K)
+        "b2": dz.sum(axis=0),  # (K,)
     }
 
 

@@ -81,13 +81,17 @@ def heatmap(
     ax: Axes | None = None,
     cmap: str = "viridis",
     annotate: bool = False,
+    fmt: str = ".2f",
+    fontsize: float | None = None,
 ) -> Axes:
     """Draw a 2-D matrix (rows, cols) as a heatmap with labelled axes and a colour bar.
 
     Args:
         matrix: shape ``(rows, cols)``; a tensor (any dtype, bfloat16 included) is moved to the CPU.
         x_labels, y_labels: one label per column / row.
-        annotate: write each value in its cell (for small matrices).
+        annotate: write each value in its cell (for small matrices); NaN cells stay empty.
+        fmt, fontsize: format spec and font size of those values, e.g. ``".2g"`` and ``8`` when the
+            cells are too narrow for ``-0.00``.
     """
     if isinstance(matrix, torch.Tensor):  # any device and dtype (NumPy has no bfloat16)
         values = matrix.detach().cpu().double().numpy()
@@ -110,10 +114,13 @@ def heatmap(
     if annotate:  # dark text on light cells, light text on dark ones, whatever the colour map
         for i in range(rows):
             for j in range(cols):
+                if np.isnan(values[i, j]):  # a masked cell: nothing to write
+                    continue
                 red, green, blue, _ = image.cmap(image.norm(values[i, j]))
                 light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5  # perceived brightness
                 colour = "black" if light else "white"
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", color=colour)
+                text = f"{values[i, j] + 0.0:{fmt}}"  # + 0.0 turns -0.0 into 0.0
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
     ax.set(xlabel=x_title, ylabel=y_title, title=title)
     return ax
 

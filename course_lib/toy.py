@@ -1,10 +1,14 @@
-"""Toy tasks that need attention: key-value retrieval (notebooks 03 and 04).
+"""Toy tasks that need attention: reversal (notebook 02) and key-value retrieval (notebooks 03, 04).
 
 A sample is ``P`` (key, value) pairs and ``Q`` query keys; the answer to each query is the value
 paired with that key. Nothing but content tells a model where the answer is, so a model must
 *look it up*: a query must match its key, exactly the soft dictionary lookup of attention.
 With ``Q = 2`` queries one attention head cannot return two different values in order, while two
 heads can each look up one: a small, honest case for multi-head attention.
+
+Notebook 02 uses a simpler task whose right *alignment* is known: reverse a string of tokens
+(``reversal_batch``). Output position ``i`` must read source position ``T - 1 - i``, so the
+attention weights a model learns can be compared with the anti-diagonal they should form.
 """
 
 from __future__ import annotations
@@ -55,6 +59,19 @@ def retrieval_batch(
     values = torch.randint(n_values, (batch_size, n_pairs), generator=generator)  # (B, P)
     picked = torch.rand(batch_size, n_pairs, generator=generator).argsort(dim=1)[:, :n_queries]  # (B, Q)
     return RetrievalBatch(keys, values, keys.gather(1, picked), values.gather(1, picked))
+
+
+def reversal_batch(
+    batch_size: int, length: int, vocab_size: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``(source, target)`` of the reversal task on the CPU, both ``(B, T)`` token ids.
+
+    ``source`` holds uniform ids in ``0..vocab_size - 1`` and ``target[:, i] = source[:, T - 1 - i]``.
+    """
+    for name, value in (("batch_size", batch_size), ("length", length), ("vocab_size", vocab_size)):
+        check_positive_int(value, name)
+    source = torch.randint(vocab_size, (batch_size, length), generator=generator)  # (B, T)
+    return source, source.flip(1)
 
 
 class RetrievalModel(nn.Module):

@@ -16,15 +16,26 @@ import pytest
 import torch
 
 import course_lib
-from course_lib import attention, blocks, checks, norms, positions
+from course_lib import blocks, checks, positions
 
 
 def build_vocabulary(text):
     return sorted(set(text))
 
 
-def shift_targets(ids):
-    return ids[:-1], ids[1:]
+def batch_at(tokens, starts, block_size):
+    windows = starts[:, None] + torch.arange(block_size)  # (B, T)
+    return tokens[windows], tokens[windows + 1]
+
+
+def unigram_loss(ids):
+    probs = torch.bincount(ids)[ids].double() / len(ids)
+    return -probs.log().mean().item()
+
+
+def unigram_loss_in_bits(ids):
+    probs = torch.bincount(ids)[ids].double() / len(ids)
+    return -probs.log2().mean().item()
 
 
 def count_parameters(model):
@@ -37,7 +48,12 @@ def log_softmax(z):
 
 
 def linear_backward(dout, X, W):
-    return dout @ W.T, X.T @ dout, dout.sum(axis=0)
+    X_rows, dout_rows = X.reshape(-1, X.shape[-1]), dout.reshape(-1, dout.shape[-1])
+    return dout @ W.T, X_rows.T @ dout_rows, dout_rows.sum(axis=0)
+
+
+def linear_backward_per_sequence(dout, X, W):  # right for (N, C); on (B, T, C), one dW per sequence
+    return dout @ W.T, X.swapaxes(-1, -2) @ dout, dout.sum(axis=0)
 
 
 def batch_cross_entropy(logits, y):
@@ -49,8 +65,9 @@ def naive_log_softmax(z):
         return np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))
 
 
-def causal_mask(n):
-    return torch.ones(n, n, dtype=torch.bool).tril()
+def sliding_window_mask(n, window):
+    query, key = torch.arange(n)[:, None], torch.arange(n)[None, :]
+    return (key <= query) & (key > query - window)
 
 
 def masked_softmax(scores, mask):
@@ -64,8 +81,14 @@ def attend(q, k, v, mask=None):
     return weights @ v, weights
 
 
-def unscaled_attend(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1)
+def additive_attention(q, k, v, W_q, W_k, w, mask=None):
+    scores = torch.tanh((q @ W_q)[..., :, None, :] + (k @ W_k)[..., None, :, :]) @ w
+    weights = torch.softmax(scores, -1) if mask is None else masked_softmax(scores, mask)
+    return weights @ v, weights
+
+
+def separable_additive_attention(q, k, v, W_q, W_k, w, mask=None):  # tanh of each part, then the sum
+    scores = (torch.tanh(q @ W_q) @ w)[..., :, None] + (torch.tanh(k @ W_k) @ w)[..., None, :]
     weights = torch.softmax(scores, -1) if mask is None else masked_softmax(scores, mask)
     return weights @ v, weights
 
@@ -78,6 +101,16 @@ def causal_self_attention(X, W_q, W_k, W_v):
     return self_attention(X, W_q, W_k, W_v, torch.ones(X.shape[-2], X.shape[-2], dtype=torch.bool).tril())
 
 
+def padded_causal_mask(lengths, T):
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    return ((s <= t) & (s < lengths[:, None, None]))[:, None]  # (B, 1, T, T)
+
+
+def padded_causal_mask_on_queries(lengths, T):  # masks the padded queries instead of the keys
+    t, s = torch.arange(T)[:, None], torch.arange(T)[None, :]
+    return ((s <= t) & (t < lengths[:, None, None]))[:, None]
+
+
 def lookup(keys, values, queries):
     return values.gather(1, (queries[:, :, None] == keys[:, None, :]).float().argmax(-1))
 
@@ -87,29 +120,89 @@ def count_attention_parameters(d_model, n_heads, n_kv_heads, bias):
     return 2 * d_model * d_model + 2 * d_model * kv_width + ((2 * d_model + 2 * kv_width) if bias else 0)
 
 
-def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, bytes_per_value):  # the notebook's signature
-    return 2 * n_layers * n_kv_heads * head_dim * seq_len * bytes_per_value
+def decode_step(q, k_new, v_new, k_cache, v_cache):
+    k_cache, v_cache = torch.cat([k_cache, k_new], dim=2), torch.cat([v_cache, v_new], dim=2)
+    return attend(q, k_cache, v_cache)[0], k_cache, v_cache
 
 
-def kv_cache_bytes_without_v(n_layers, n_kv_heads, head_dim, seq_len, bytes_per_value):
-    return n_layers * n_kv_heads * head_dim * seq_len * bytes_per_value
+def decode_step_before_append(q, k_new, v_new, k_cache, v_cache):  # the new token misses itself
+    out = attend(q, k_cache, v_cache)[0]
+    return out, torch.cat([k_cache, k_new], dim=2), torch.cat([v_cache, v_new], dim=2)
+
+
+def grouped_query_attention(q, k, v):
+    B, H, T, D = q.shape
+    H_kv = k.shape[1]
+    out = attend(q.view(B, H_kv, H // H_kv, T, D), k[:, :, None], v[:, :, None])[0]
+    return out.reshape(B, H, T, D)
+
+
+def grouped_query_attention_tiled(q, k, v):  # repeat (tile) instead of repeat_interleave
+    group = q.shape[1] // k.shape[1]
+    return attend(q, k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1))[0]
+
+
+def deepnorm_encoder_decoder(n_encoder_layers, n_decoder_layers):
+    depth = n_encoder_layers**4 * n_decoder_layers  # Wang et al. (2022), table 1
+    encoder = 0.81 * depth ** (1 / 16), 0.87 * depth ** (-1 / 16)
+    return (*encoder, (3 * n_decoder_layers) ** 0.25, (12 * n_decoder_layers) ** -0.25)
+
+
+def deepnorm_as_two_stacks(n_encoder_layers, n_decoder_layers):  # the one-stack formula for each part
+    return (*blocks.deepnorm_constants(n_encoder_layers), *blocks.deepnorm_constants(n_decoder_layers))
+
+
+def fold_norm_into_linear(norm_weight, norm_bias, W, W_bias):
+    return W * norm_weight, W_bias + W @ norm_bias
+
+
+def fold_norm_gain_only(norm_weight, norm_bias, W, W_bias):  # forgets what the norm's bias adds
+    return W * norm_weight, W_bias
+
+
+def _layer_norm_backward_with_std(x, weight, dout, std):
+    C = x.shape[-1]
+    x_hat = (x - x.mean(-1, keepdim=True)) / std
+    d_x_hat = dout * weight
+    dx = (d_x_hat - d_x_hat.mean(-1, keepdim=True) - x_hat * (d_x_hat * x_hat).mean(-1, keepdim=True)) / std
+    return dx, (dout * x_hat).reshape(-1, C).sum(0), dout.reshape(-1, C).sum(0)
+
+
+def layer_norm_backward(x, weight, dout, eps):
+    return _layer_norm_backward_with_std(
+        x, weight, dout, (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
+    )
+
+
+def layer_norm_backward_direct_path_only(x, weight, dout, eps):  # forgets the paths through mean and var
+    _, dweight, dbias = layer_norm_backward(x, weight, dout, eps)
+    return dout * weight / (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt(), dweight, dbias
 
 
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
-    (checks.check_shift_targets, shift_targets, lambda ids: (ids[1:], ids[:-1])),
+    (
+        checks.check_batch_at,
+        batch_at,
+        lambda tokens, starts, block_size: (batch_at(tokens, starts, block_size)[0],) * 2,
+    ),
+    (checks.check_unigram_loss, unigram_loss, unigram_loss_in_bits),
     (checks.check_count_parameters, count_parameters, lambda m: sum(p.shape[0] for p in m.parameters())),
     (checks.check_log_softmax, log_softmax, naive_log_softmax),
-    (checks.check_linear_backward, linear_backward, lambda d, X, W: (d @ W.T, X.T @ d, d.mean(axis=0))),
+    (checks.check_linear_backward, linear_backward, linear_backward_per_sequence),
     (checks.check_batch_cross_entropy, batch_cross_entropy, lambda z, y: float(-log_softmax(z)[:, y].mean())),
-    (checks.check_causal_mask, causal_mask, lambda n: torch.ones(n, n, dtype=torch.bool).triu()),
+    (
+        checks.check_sliding_window_mask,
+        sliding_window_mask,
+        lambda n, window: (torch.arange(n)[:, None] - torch.arange(n)[None, :]).abs() < window,
+    ),
     (checks.check_masked_softmax, masked_softmax, lambda s, m: torch.softmax(s.masked_fill(~m, -1e9), -1)),
-    (checks.check_attend, attend, unscaled_attend),
-    (checks.check_self_attention, self_attention, lambda X, Wq, Wk, Wv: attend(X @ Wq, X @ Wq, X @ Wv)),
+    (checks.check_additive_attention, additive_attention, separable_additive_attention),
+    (checks.check_padded_causal_mask, padded_causal_mask, padded_causal_mask_on_queries),
     (checks.check_causal_self_attention, causal_self_attention, self_attention),
     (checks.check_lookup, lookup, lambda keys, values, queries: values[:, : queries.shape[1]]),
-    (checks.check_kv_head_for, lambda j, h, kv: j // (h // kv), lambda j, h, kv: j % kv),
-    (checks.check_kv_cache_bytes, kv_cache_bytes, kv_cache_bytes_without_v),
+    (checks.check_decode_step, decode_step, decode_step_before_append),
+    (checks.check_grouped_query_attention, grouped_query_attention, grouped_query_attention_tiled),
     (checks.check_count_attention_parameters, count_attention_parameters, lambda d, h, kv, bias: 4 * d * d),
     (
         checks.check_sinusoidal_encoding,
@@ -122,13 +215,9 @@ RIGHT_AND_WRONG = [
         lambda n: torch.tensor([2.0 ** (-8 * i / n) for i in range(1, n + 1)]),
     ),
     (checks.check_apply_rope, positions.apply_rope, positions.apply_rope_interleaved),
-    (checks.check_layer_norm, norms.layer_norm, lambda x, w, b, eps: (x - x.mean(-1, keepdim=True)) * w + b),
-    (checks.check_rms_norm, norms.rms_norm, lambda x, w, eps: x / x.norm(dim=-1, keepdim=True) * w),
-    (
-        checks.check_deepnorm_constants,
-        blocks.deepnorm_constants,
-        lambda n: ((8 * n) ** 0.25, (2 * n) ** -0.25),
-    ),
+    (checks.check_deepnorm_encoder_decoder, deepnorm_encoder_decoder, deepnorm_as_two_stacks),
+    (checks.check_fold_norm_into_linear, fold_norm_into_linear, fold_norm_gain_only),
+    (checks.check_layer_norm_backward, layer_norm_backward, layer_norm_backward_direct_path_only),
 ]
 IDS = [checker.__name__ for checker, _, _ in RIGHT_AND_WRONG]
 CHECKERS = [checker for checker, _, _ in RIGHT_AND_WRONG]
@@ -208,7 +297,7 @@ def test_checker_accepts_a_right_answer_on_cuda(checker, right, capsys):
 
 
 def test_checker_accepts_a_right_answer_with_grad(capsys):
-    checks.check_layer_norm(lambda x, w, b, eps: norms.layer_norm(x.requires_grad_(), w, b, eps))
+    checks.check_layer_norm_backward(lambda *a: tuple(g.requires_grad_() for g in layer_norm_backward(*a)))
     checks.check_count_parameters(lambda m: torch.tensor(float(count_parameters(m)), requires_grad=True))
     assert capsys.readouterr().out.count("✅ Correct:") == 2
 
@@ -266,11 +355,11 @@ def test_an_error_inside_the_learners_function_propagates_unchanged(checker):
 
 
 def test_a_list_is_accepted_where_a_tuple_is_expected(capsys):
-    checks.check_shift_targets(lambda ids: [ids[:-1], ids[1:]])
+    checks.check_batch_at(lambda *a: list(batch_at(*a)))
     checks.check_linear_backward(lambda *a: list(linear_backward(*a)))
-    checks.check_deepnorm_constants(lambda n: list(blocks.deepnorm_constants(n)))
-    checks.check_attend(lambda *a: list(attend(*a)))
-    checks.check_self_attention(lambda *a: list(self_attention(*a)))
+    checks.check_deepnorm_encoder_decoder(lambda *a: list(deepnorm_encoder_decoder(*a)))
+    checks.check_additive_attention(lambda *a: list(additive_attention(*a)))
+    checks.check_causal_self_attention(lambda *a: list(causal_self_attention(*a)))
     checks.check_build_vocabulary(lambda text: tuple(sorted(set(text))))
     assert capsys.readouterr().out.count("✅ Correct:") == 6
 
@@ -278,28 +367,27 @@ def test_a_list_is_accepted_where_a_tuple_is_expected(capsys):
 @pytest.mark.parametrize(
     "answer",
     [
-        lambda ids: {"x": ids[:-1], "y": ids[1:]},
-        lambda ids: {ids[:-1], ids[1:]},
-        lambda ids: (ids[:-1], ids[1:], ids),
-        lambda ids: (ids[:-1],),
-        lambda ids: "x, y",
+        lambda *a: dict(enumerate(batch_at(*a))),
+        lambda *a: set(batch_at(*a)),
+        lambda *a: (*batch_at(*a), a[0]),
+        lambda *a: batch_at(*a)[:1],
+        lambda *a: "x, y",
     ],
     ids=["dict", "set", "three values", "one value", "string"],
 )
 def test_a_dict_set_or_wrong_length_is_rejected_where_a_pair_is_expected(answer):
-    with pytest.raises(AssertionError, match=r"shift_targets result: expected 2 values"):
-        checks.check_shift_targets(answer)
+    with pytest.raises(AssertionError, match=r"batch_at\(tokens, .*\): expected 2 values"):
+        checks.check_batch_at(answer)
 
 
 def test_a_tensor_or_numpy_scalar_is_accepted_where_a_number_is_expected(capsys):
     checks.check_count_parameters(lambda m: torch.tensor(count_parameters(m)))
     checks.check_count_parameters(lambda m: np.array(count_parameters(m)))  # a 0-d array
     checks.check_count_parameters(lambda m: np.int64(count_parameters(m)))
-    checks.check_kv_cache_bytes(lambda **kw: torch.tensor(kv_cache_bytes(**kw)))
+    checks.check_unigram_loss(lambda ids: torch.tensor(unigram_loss(ids)))
     checks.check_count_attention_parameters(lambda *a: torch.tensor([count_attention_parameters(*a)]))
-    checks.check_kv_head_for(lambda j, h, kv: torch.tensor(j // (h // kv)))
-    checks.check_deepnorm_constants(lambda n: torch.tensor(blocks.deepnorm_constants(n)))
-    assert capsys.readouterr().out.count("✅ Correct:") == 7
+    checks.check_deepnorm_encoder_decoder(lambda *a: torch.tensor(deepnorm_encoder_decoder(*a)))
+    assert capsys.readouterr().out.count("✅ Correct:") == 6
 
 
 def test_a_wrong_number_in_a_tensor_is_rejected_with_its_value():
@@ -311,52 +399,26 @@ def test_a_wrong_number_in_a_tensor_is_rejected_with_its_value():
         checks.check_count_parameters(lambda m: True)
 
 
-def _layer_norm_without_eps(x, w, b, eps):
-    mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True, unbiased=False)
-    return (x - mean) / var.sqrt() * w + b
+def _layer_norm_backward_without_eps(x, weight, dout, eps):
+    return _layer_norm_backward_with_std(x, weight, dout, x.var(-1, keepdim=True, unbiased=False).sqrt())
 
 
-def _layer_norm_std_plus_eps(x, w, b, eps):
-    mean, var = x.mean(-1, keepdim=True), x.var(-1, keepdim=True, unbiased=False)
-    return (x - mean) / (var.sqrt() + eps) * w + b
-
-
-def _rms_norm_without_eps(x, w, eps):
-    return x / x.pow(2).mean(-1, keepdim=True).sqrt() * w
-
-
-def _rms_norm_rms_plus_eps(x, w, eps):
-    return x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * w
+def _layer_norm_backward_std_plus_eps(x, weight, dout, eps):
+    return _layer_norm_backward_with_std(
+        x, weight, dout, x.var(-1, keepdim=True, unbiased=False).sqrt() + eps
+    )
 
 
 @pytest.mark.parametrize(
-    ("checker", "answer"),
-    [
-        (checks.check_layer_norm, _layer_norm_without_eps),
-        (checks.check_layer_norm, _layer_norm_std_plus_eps),
-        (checks.check_rms_norm, _rms_norm_without_eps),
-        (checks.check_rms_norm, _rms_norm_rms_plus_eps),
-    ],
-    ids=["layer_norm without eps", "layer_norm std + eps", "rms_norm without eps", "rms_norm rms + eps"],
+    "answer",
+    [_layer_norm_backward_without_eps, _layer_norm_backward_std_plus_eps],
+    ids=["without eps", "std + eps"],
 )
-def test_an_eps_mistake_in_a_norm_is_rejected(checker, answer):
-    with pytest.raises(AssertionError, match=r"_norm on .*largest difference"):
-        checker(answer)
-
-
-def test_kv_cache_bytes_accepts_the_course_lib_function_and_calls_by_keyword(capsys):
-    checks.check_kv_cache_bytes(attention.kv_cache_bytes)
-    checks.check_kv_cache_bytes(
-        lambda n_layers, n_kv_heads, head_dim, seq_len=1, bytes_per_value=2, batch_size=1: (
-            kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, bytes_per_value) * batch_size
-        )
-    )
-    assert capsys.readouterr().out.count("✅ Correct:") == 2
-    call = r"kv_cache_bytes\(n_layers=32, n_kv_heads=32, head_dim=128, seq_len=1, bytes_per_value=2\)"
-    with pytest.raises(AssertionError, match=call + ": expected 524288, got 262144"):
-        checks.check_kv_cache_bytes(kv_cache_bytes_without_v)
-    with pytest.raises(AssertionError, match="expected a function that can be called as"):
-        checks.check_kv_cache_bytes(lambda L, H, D, T, b: 2 * L * H * D * T * b)
+def test_an_eps_mistake_in_layer_norm_backward_is_rejected_where_eps_matters(answer):
+    with pytest.raises(
+        AssertionError, match=r"layer_norm_backward on a (nearly constant|row of tiny).*difference"
+    ):
+        checks.check_layer_norm_backward(answer)
 
 
 def _random_states():

@@ -45,6 +45,14 @@ def test_heatmap_annotations_contrast_with_their_cells(cmap, colours):
     assert [text.get_color() for text in ax.texts] == colours
 
 
+def test_heatmap_annotations_take_a_format_and_a_size_and_skip_nan_cells():
+    matrix = torch.tensor([[-0.0, float("nan")], [-0.0039, -3.5]])  # an ALiBi bias, future keys masked
+    ax = plots.heatmap(matrix, annotate=True, fmt=".2g", fontsize=7)
+    assert [text.get_text() for text in ax.texts] == ["0", "-0.0039", "-3.5"]
+    assert {text.get_fontsize() for text in ax.texts} == {7}
+    plt.close(ax.figure)
+
+
 def test_decision_regions_colours_the_plane_by_prediction():
     X = np.array([[-1.0, 0.0], [1.0, 0.0]])
     y = np.array([0, 1])

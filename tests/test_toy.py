@@ -55,3 +55,15 @@ def test_one_attention_layer_learns_the_lookup():
     )
     test = toy.retrieval_batch(1000, 6, 12, 12, generator=torch.Generator().manual_seed(99))
     assert model.accuracy(test) > 0.95  # chance is 1/12
+
+
+def test_reversal_batch_targets_are_the_reversed_sources():
+    source, target = toy.reversal_batch(32, 7, 5, generator=torch.Generator().manual_seed(0))
+    assert source.shape == target.shape == (32, 7) and source.dtype == torch.int64
+    assert int(source.min()) >= 0 and int(source.max()) < 5 and len(source.unique()) == 5
+    for i in range(7):
+        assert torch.equal(target[:, i], source[:, 6 - i])  # output i reads source position T - 1 - i
+    again, _ = toy.reversal_batch(32, 7, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, source)
+    with pytest.raises(ValueError, match="length: expected a positive int, got 0"):
+        toy.reversal_batch(2, 0, 5)

@@ -34,25 +34,30 @@ from course_lib.checks._core import (
 
 if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loads on first use
     from course_lib.checks.ch00_orientation import (
+        check_batch_at,
         check_build_vocabulary,
         check_count_parameters,
-        check_shift_targets,
+        check_unigram_loss,
     )
     from course_lib.checks.ch01_forward_backward import (
         check_batch_cross_entropy,
         check_linear_backward,
         check_log_softmax,
     )
-    from course_lib.checks.ch02_attention import check_attend, check_causal_mask, check_masked_softmax
+    from course_lib.checks.ch02_attention import (
+        check_additive_attention,
+        check_masked_softmax,
+        check_sliding_window_mask,
+    )
     from course_lib.checks.ch03_self_attention import (
         check_causal_self_attention,
         check_lookup,
-        check_self_attention,
+        check_padded_causal_mask,
     )
     from course_lib.checks.ch04_multi_head_attention import (
         check_count_attention_parameters,
-        check_kv_cache_bytes,
-        check_kv_head_for,
+        check_decode_step,
+        check_grouped_query_attention,
     )
     from course_lib.checks.ch05_positional_encoding import (
         check_alibi_slopes,
@@ -60,34 +65,35 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loa
         check_sinusoidal_encoding,
     )
     from course_lib.checks.ch06_normalization import (
-        check_deepnorm_constants,
-        check_layer_norm,
-        check_rms_norm,
+        check_deepnorm_encoder_decoder,
+        check_fold_norm_into_linear,
+        check_layer_norm_backward,
     )
 
 # Each checker and the chapter module that defines it (the order of the syllabus).
 CHAPTER_OF: dict[str, str] = {
     "check_build_vocabulary": "ch00_orientation",
-    "check_shift_targets": "ch00_orientation",
+    "check_batch_at": "ch00_orientation",
+    "check_unigram_loss": "ch00_orientation",
     "check_count_parameters": "ch00_orientation",
     "check_log_softmax": "ch01_forward_backward",
     "check_linear_backward": "ch01_forward_backward",
     "check_batch_cross_entropy": "ch01_forward_backward",
-    "check_causal_mask": "ch02_attention",
+    "check_sliding_window_mask": "ch02_attention",
     "check_masked_softmax": "ch02_attention",
-    "check_attend": "ch02_attention",
-    "check_self_attention": "ch03_self_attention",
+    "check_additive_attention": "ch02_attention",
+    "check_padded_causal_mask": "ch03_self_attention",
     "check_causal_self_attention": "ch03_self_attention",
     "check_lookup": "ch03_self_attention",
     "check_count_attention_parameters": "ch04_multi_head_attention",
-    "check_kv_cache_bytes": "ch04_multi_head_attention",
-    "check_kv_head_for": "ch04_multi_head_attention",
+    "check_decode_step": "ch04_multi_head_attention",
+    "check_grouped_query_attention": "ch04_multi_head_attention",
     "check_sinusoidal_encoding": "ch05_positional_encoding",
     "check_alibi_slopes": "ch05_positional_encoding",
     "check_apply_rope": "ch05_positional_encoding",
-    "check_layer_norm": "ch06_normalization",
-    "check_rms_norm": "ch06_normalization",
-    "check_deepnorm_constants": "ch06_normalization",
+    "check_deepnorm_encoder_decoder": "ch06_normalization",
+    "check_fold_norm_into_linear": "ch06_normalization",
+    "check_layer_norm_backward": "ch06_normalization",
 }
 
 __all__ = [
@@ -107,32 +113,33 @@ __all__ = [
     "to_cpu",
     # 00 · Orientation
     "check_build_vocabulary",
-    "check_shift_targets",
+    "check_batch_at",
+    "check_unigram_loss",
     "check_count_parameters",
     # 01 · Forward and backward propagation
     "check_log_softmax",
     "check_linear_backward",
     "check_batch_cross_entropy",
     # 02 · Attention
-    "check_causal_mask",
+    "check_sliding_window_mask",
     "check_masked_softmax",
-    "check_attend",
+    "check_additive_attention",
     # 03 · Self-attention
-    "check_self_attention",
+    "check_padded_causal_mask",
     "check_causal_self_attention",
     "check_lookup",
     # 04 · Multi-head attention
     "check_count_attention_parameters",
-    "check_kv_cache_bytes",
-    "check_kv_head_for",
+    "check_decode_step",
+    "check_grouped_query_attention",
     # 05 · Positional encoding
     "check_sinusoidal_encoding",
     "check_alibi_slopes",
     "check_apply_rope",
     # 06 · Normalization
-    "check_layer_norm",
-    "check_rms_norm",
-    "check_deepnorm_constants",
+    "check_deepnorm_encoder_decoder",
+    "check_fold_norm_into_linear",
+    "check_layer_norm_backward",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Checkers of notebook 00 · Orientation: vocabulary, next-token targets, counting parameters."""
+"""Checkers of notebook 00 · Orientation: vocabulary, a batch of windows, the unigram baseline,
+counting parameters."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.checks._core import as_sequence, attempt, expect, expect_equal, expect_number, passed, to_cpu
+from course_lib.checks._core import (
+    as_sequence,
+    attempt,
+    expect,
+    expect_equal,
+    expect_number,
+    passed,
+    to_cpu,
+)
 from course_lib.data import CharTokenizer
 
-__all__ = ["check_build_vocabulary", "check_count_parameters", "check_shift_targets"]
+__all__ = ["check_batch_at", "check_build_vocabulary", "check_count_parameters", "check_unigram_loss"]
 
 
 def check_build_vocabulary(build_vocabulary: Callable[[str], list[str]]) -> None:
@@ -22,13 +31,40 @@ def check_build_vocabulary(build_vocabulary: Callable[[str], list[str]]) -> None
     passed("the vocabulary is the sorted set of characters, as CharTokenizer builds it.")
 
 
-def check_shift_targets(shift_targets: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``shift_targets(ids)`` must return ``(ids[:-1], ids[1:])``."""
-    for ids in (torch.tensor([5, 1, 4, 1, 5, 9]), torch.arange(10, 20), torch.tensor([7, 3])):
-        x, y = as_sequence("shift_targets result", attempt(shift_targets, ids.clone()), ("x", "y"))
-        expect_equal(f"x for {ids.tolist()}", x, ids[:-1])
-        expect_equal(f"y for {ids.tolist()}", y, ids[1:])
-    passed("each target is the token that follows its input: next-token prediction.")
+def check_batch_at(
+    batch_at: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]],
+) -> None:
+    """``batch_at(tokens, starts, block_size)``: windows ``x`` (B, T) at ``starts``, ``y`` shifted by one."""
+    tokens = torch.arange(100, 140)
+    for starts, block_size in (([0, 5, 17], 4), ([30, 2], 9), ([39 - 6], 6), ([3, 3, 0, 11], 1)):
+        starts_t = torch.tensor(starts)
+        call = f"batch_at(tokens, starts=torch.tensor({starts}), block_size={block_size})"
+        x, y = as_sequence(call, attempt(batch_at, tokens.clone(), starts_t.clone(), block_size), ("x", "y"))
+        offsets = torch.arange(block_size)
+        expect_equal(f"x of {call}", x, tokens[starts_t[:, None] + offsets])  # (B, T)
+        expect_equal(f"y of {call}", y, tokens[starts_t[:, None] + offsets + 1])  # (B, T)
+    passed("row b of x is the window at starts[b], and y is the same window one token later.")
+
+
+def _unigram_reference(ids: torch.Tensor) -> float:
+    """The mean of -log(count(id) / N) over the N ids, in nats."""
+    counts = torch.bincount(ids).to(torch.float64)
+    probs = counts[ids] / len(ids)  # the frequency of each id, looked up per position
+    return -probs.log().mean().item()
+
+
+def check_unigram_loss(unigram_loss: Callable[[torch.Tensor], float]) -> None:
+    """``unigram_loss(ids)``: the loss in nats of predicting every id with the frequencies in ``ids``."""
+    cases = {
+        "[0, 0, 1, 1]": torch.tensor([0, 0, 1, 1]),
+        "[7, 7, 7]": torch.tensor([7, 7, 7]),
+        "[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]": torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5]),
+        "60 ids, 30 of them 0": torch.tensor([0] * 30 + [1] * 15 + [2] * 10 + [3] * 4 + [4]),
+    }
+    for name, ids in cases.items():
+        want = _unigram_reference(ids)
+        expect_number(f"unigram_loss({name})", attempt(unigram_loss, ids.clone()), want, rtol=1e-6)
+    passed("a model blind to the context pays the entropy of the token frequencies: the baseline to beat.")
 
 
 def _models() -> dict[str, torch.nn.Module]:

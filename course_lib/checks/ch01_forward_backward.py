@@ -1,5 +1,5 @@
-"""Checkers of notebook 01 · Forward and backward propagation: log-softmax, a linear layer's
-backward pass, cross-entropy. The references are PyTorch's (autograd, ``F.cross_entropy``)."""
+"""Checkers of notebook 01 · Forward and backward propagation: log-softmax, cross-entropy, a linear
+layer's backward pass on sequences. The references are PyTorch's (autograd, ``F.cross_entropy``)."""
 
 from __future__ import annotations
 
@@ -33,23 +33,28 @@ def check_linear_backward(
         [np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]
     ],
 ) -> None:
-    """``linear_backward(dout, X, W)`` for ``out = X @ W + b`` must return ``(dX, dW, db)``."""
+    """``linear_backward(dout, X, W)`` for ``out = X @ W + b`` applied along the last axis of ``X``
+    must return ``(dX, dW, db)``, for ``X`` of shape ``(N, C)`` and ``(B, T, C)`` alike."""
     rng = np.random.default_rng(2)
-    X, W, b, dout = (
-        rng.normal(size=(5, 3)),
-        rng.normal(size=(3, 4)),
-        rng.normal(size=4),
-        rng.normal(size=(5, 4)),
-    )
-    Xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (X, W, b))
-    (Xt @ Wt + bt).backward(torch.from_numpy(dout))
+    cases = {"a batch of vectors (N, C) = (5, 3)": (5,), "a batch of sequences (B, T, C) = (2, 4, 3)": (2, 4)}
     names = ("dX", "dW", "db")
-    got = as_sequence(
-        "linear_backward result", attempt(linear_backward, dout.copy(), X.copy(), W.copy()), names
-    )
-    for name, value, reference in zip(names, got, (Xt.grad, Wt.grad, bt.grad), strict=True):
-        expect_close(name, value, reference)
-    passed("dX = dout W^T, dW = X^T dout, db = the sum of dout over the batch, as autograd says.")
+    for case, leading in cases.items():
+        X, W, b, dout = (
+            rng.normal(size=(*leading, 3)),
+            rng.normal(size=(3, 6)),
+            rng.normal(size=6),
+            rng.normal(size=(*leading, 6)),
+        )
+        Xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (X, W, b))
+        (Xt @ Wt + bt).backward(torch.from_numpy(dout))
+        got = as_sequence(
+            f"linear_backward result on {case}",
+            attempt(linear_backward, dout.copy(), X.copy(), W.copy()),
+            names,
+        )
+        for name, value, reference in zip(names, got, (Xt.grad, Wt.grad, bt.grad), strict=True):
+            expect_close(f"{name} on {case}", value, reference)
+    passed("dX = dout W^T, and dW and db add up the contributions of every position, as autograd says.")
 
 
 def check_batch_cross_entropy(batch_cross_entropy: Callable[[np.ndarray, np.ndarray], float]) -> None:

@@ -1,6 +1,7 @@
-"""Checkers of notebook 02 · Attention: the causal mask, masked softmax, scaled dot-product attention.
+"""Checkers of notebook 02 · Attention: a sliding-window mask, masked softmax, additive attention.
 
-The reference is PyTorch's ``F.scaled_dot_product_attention`` (Vaswani et al. 2017, eq. 1).
+The masked softmax follows PyTorch's ``F.scaled_dot_product_attention`` (a query with no allowed
+key gets zeros, from torch 2.5 on); additive attention is Bahdanau et al. (2015), section 3.1.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from course_lib.checks._core import (
     as_sequence,
@@ -21,21 +21,37 @@ from course_lib.checks._core import (
     to_cpu,
 )
 
-__all__ = ["check_attend", "check_causal_mask", "check_masked_softmax"]
+__all__ = ["check_additive_attention", "check_masked_softmax", "check_sliding_window_mask"]
 
 
-def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> None:
-    """``causal_mask(n)``: ``(n, n)`` booleans, True where key ``j <= `` query ``i``."""
-    for n in (1, 2, 5):
-        got = to_cpu(f"causal_mask({n})", attempt(causal_mask, n))
+def check_sliding_window_mask(sliding_window_mask: Callable[[int, int], torch.Tensor]) -> None:
+    """``sliding_window_mask(n, window)``: ``(n, n)`` booleans, True where ``i - window < j <= i``."""
+    for n, window in ((1, 1), (5, 1), (6, 2), (6, 3), (4, 10)):
+        what = f"sliding_window_mask({n}, {window})"
+        got = to_cpu(what, attempt(sliding_window_mask, n, window))
         expect(
             isinstance(got, torch.Tensor) and got.dtype == torch.bool,
-            f"causal_mask({n}) type",
+            f"{what} type",
             "a torch.bool tensor",
             f"{type(got).__name__} of dtype {got.dtype}" if hasattr(got, "dtype") else type(got).__name__,
         )
-        expect_equal(f"causal_mask({n})", got, torch.ones(n, n, dtype=torch.bool).tril())
-    passed("query i may attend to keys 0..i: the lower triangle, diagonal included.")
+        query, key = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        expect_equal(what, got, (key <= query) & (key > query - window))
+    passed("query i sees itself and the window - 1 keys before it, never a later one.")
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The reference: softmax over the allowed keys, an all-zero row where none is allowed."""
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
+
+
+def _mask_with_empty_row(n: int, m: int) -> torch.Tensor:
+    """A ``(n, m)`` mask with one allowed key in row 0, none in row 1, all in the last row."""
+    mask = torch.ones(n, m, dtype=torch.bool).tril(diagonal=1)
+    mask[0] = False
+    mask[0, 2] = True
+    mask[1] = False
+    return mask
 
 
 def check_masked_softmax(masked_softmax: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -50,21 +66,24 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor, torch.Tensor], 
         ]
     )
     got = attempt(masked_softmax, scores.clone(), mask.clone())
-    want = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
-    expect_close("masked_softmax", got, want)
+    expect_close("masked_softmax", got, _masked_softmax(scores, mask))
     passed("masked keys get weight 0, allowed keys share 1, and a row with no allowed key is all 0.")
 
 
-def check_attend(attend: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``attend(q, k, v, mask)`` returns ``(out, weights)`` of scaled dot-product attention."""
-    q, k, v = seeded_randn(2, 5, 8, seed=5), seeded_randn(2, 6, 8, seed=6), seeded_randn(2, 6, 3, seed=7)
-    mask = torch.ones(5, 6, dtype=torch.bool).tril(diagonal=1)
-    for name, m in (("without a mask", None), ("with a mask", mask)):
-        got = attempt(attend, q.clone(), k.clone(), v.clone(), m)
-        out, weights = as_sequence(f"attend {name}", got, ("out", "weights"))
-        expect_close(f"out {name}", out, F.scaled_dot_product_attention(q, k, v, attn_mask=m))
-        scores = q @ k.transpose(-2, -1) / 8**0.5
-        if m is not None:
-            scores = scores.masked_fill(~m, float("-inf"))
-        expect_close(f"weights {name}", weights, torch.softmax(scores, dim=-1))
-    passed("your attention equals torch.nn.functional.scaled_dot_product_attention.")
+def check_additive_attention(additive_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """``additive_attention(q, k, v, W_q, W_k, w, mask)`` returns ``(out, weights)``.
+
+    Scores ``tanh(q_i W_q + k_j W_k) . w`` for ``q (..., n, d_q)``, ``k (..., m, d_k)``,
+    ``W_q (d_q, h)``, ``W_k (d_k, h)``, ``w (h,)``; then a masked softmax over the keys.
+    """
+    q, k, v = seeded_randn(2, 4, 3, seed=5), seeded_randn(2, 5, 6, seed=6), seeded_randn(2, 5, 2, seed=7)
+    W_q, W_k, w = seeded_randn(3, 7, seed=8), seeded_randn(6, 7, seed=9), seeded_randn(7, seed=10)
+    scores = torch.tanh((q @ W_q)[..., :, None, :] + (k @ W_k)[..., None, :, :]) @ w  # (2, 4, 5)
+    for name, mask in (("without a mask", None), ("with a mask", _mask_with_empty_row(4, 5))):
+        args = (q.clone(), k.clone(), v.clone(), W_q.clone(), W_k.clone(), w.clone(), mask)
+        got = attempt(additive_attention, *args)
+        out, weights = as_sequence(f"additive_attention {name}", got, ("out", "weights"))
+        want = torch.softmax(scores, dim=-1) if mask is None else _masked_softmax(scores, mask)
+        expect_close(f"weights {name}", weights, want)
+        expect_close(f"out {name}", out, want @ v)
+    passed("a small tanh network scores every (query, key) pair; the rest is the same soft lookup.")

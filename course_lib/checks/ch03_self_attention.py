@@ -1,5 +1,5 @@
-"""Checkers of notebook 03 · Self-attention: Q, K and V from one sequence, causal self-attention,
-and a hard key-value lookup (the task that ``course_lib.toy`` trains attention on)."""
+"""Checkers of notebook 03 · Self-attention: a padded causal mask, causal self-attention, and a
+hard key-value lookup (the task that ``course_lib.toy`` trains attention on)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,49 @@ from typing import Any
 
 import torch
 
-from course_lib.attention import scaled_dot_product_attention
+from course_lib.attention import causal_mask, padding_mask, scaled_dot_product_attention
 from course_lib.checks._core import (
     as_sequence,
     as_tensor,
     attempt,
     expect,
     expect_close,
+    expect_equal,
     passed,
     seeded_randn,
+    to_cpu,
 )
 from course_lib.toy import retrieval_batch
 
-__all__ = ["check_causal_self_attention", "check_lookup", "check_self_attention"]
+__all__ = ["check_causal_self_attention", "check_lookup", "check_padded_causal_mask"]
+
+
+def check_padded_causal_mask(padded_causal_mask: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
+    """``padded_causal_mask(lengths, T)``: ``(B, 1, T, T)`` booleans.
+
+    True where query ``t`` may attend to key ``s``: ``s <= t`` and ``s < lengths[b]``.
+    """
+    for lengths, T in (([4, 2, 1], 4), ([5], 5), ([3, 6, 1, 2], 6)):
+        what = f"padded_causal_mask(torch.tensor({lengths}), {T})"
+        got = to_cpu(what, attempt(padded_causal_mask, torch.tensor(lengths), T))
+        expect(
+            isinstance(got, torch.Tensor) and got.dtype == torch.bool,
+            f"{what} type",
+            "a torch.bool tensor",
+            f"{type(got).__name__} of dtype {got.dtype}" if hasattr(got, "dtype") else type(got).__name__,
+        )
+        shape = (len(lengths), 1, T, T)
+        expect(tuple(got.shape) == shape, f"{what} shape", f"{shape} (B, 1, T, T)", tuple(got.shape))
+        empty = (~got.any(dim=-1)).nonzero().tolist()  # [b, 0, t] of every query row with no key
+        if empty:
+            b, _, t = empty[0]
+            raise AssertionError(
+                f"{what}: expected at least one allowed key in every query row (a row without one "
+                "gives NaN in a plain softmax): mask the padded keys, not the padded queries, and "
+                f"keep s <= t; got no allowed key for query t={t} of sample b={b}"
+            )
+        expect_equal(what, got, padding_mask(torch.tensor(lengths), T) & causal_mask(T))
+    passed("query t sees keys 0..t that are real tokens; a padded query still sees the real ones.")
 
 
 def _self_attention_case(seed: int) -> tuple[torch.Tensor, ...]:
@@ -38,16 +68,13 @@ def _check_self_attention_fn(fn: Callable[..., Any], name: str, mask: torch.Tens
     expect_close(f"{name} out", got_out, out)
 
 
-def check_self_attention(self_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """``self_attention(X, W_q, W_k, W_v)``: ``X (B, T, C)`` -> ``(out (B, T, d_v), weights (B, T, T))``."""
-    _check_self_attention_fn(self_attention, "self_attention", None)
-    passed("Q, K and V are three projections of the same X; the rest is scaled dot-product attention.")
-
-
 def check_causal_self_attention(
     causal_self_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]],
 ) -> None:
-    """Like ``check_self_attention``, with position ``t`` attending only to positions ``<= t``."""
+    """``causal_self_attention(X, W_q, W_k, W_v)``: ``X (B, T, C)`` -> ``(out, weights)``.
+
+    ``out (B, T, d_v)``, ``weights (B, T, T)``: position ``t`` attends only to positions ``<= t``.
+    """
     _check_self_attention_fn(
         causal_self_attention, "causal_self_attention", torch.ones(5, 5, dtype=torch.bool).tril()
     )

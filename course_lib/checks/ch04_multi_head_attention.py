@@ -1,17 +1,17 @@
-"""Checkers of notebook 04 · Multi-head attention: counting MHA/GQA parameters, KV-cache memory,
-and which K/V head a query head reads (Ainslie et al. 2023, grouped-query attention)."""
+"""Checkers of notebook 04 · Multi-head attention: counting MHA/GQA parameters, one decoding step
+with a KV cache, and grouped-query attention without copying the K/V heads (Ainslie et al. 2023)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
-from course_lib.attention import MultiHeadAttention, repeat_kv
-from course_lib.attention import kv_cache_bytes as kv_cache_reference
-from course_lib.checks._core import as_number, attempt, expect, expect_number, passed
+from course_lib.attention import MultiHeadAttention
+from course_lib.checks._core import as_sequence, attempt, expect_close, expect_number, passed, seeded_randn
 
-__all__ = ["check_count_attention_parameters", "check_kv_cache_bytes", "check_kv_head_for"]
+__all__ = ["check_count_attention_parameters", "check_decode_step", "check_grouped_query_attention"]
 
 
 def check_count_attention_parameters(count_attention_parameters: Callable[..., int]) -> None:
@@ -22,44 +22,43 @@ def check_count_attention_parameters(count_attention_parameters: Callable[..., i
             module = MultiHeadAttention(*args[:3], bias=args[3])
         want = sum(p.numel() for p in module.parameters())
         expect_number(f"count_attention_parameters{args}", got, want)
-    passed("Q and output: d_model^2 each; K and V: d_model * n_kv_heads * head_dim each (+ biases).")
+    passed("Q and output: C * C each; K and V: C * H_kv * D each (+ biases), with C = d_model.")
 
 
-def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> None:
-    """``kv_cache_bytes(n_layers=, n_kv_heads=, head_dim=, seq_len=, bytes_per_value=)`` for a batch of 1.
+def check_decode_step(decode_step: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> None:
+    """``decode_step(q, k_new, v_new, k_cache, v_cache) -> (out, k_cache, v_cache)``, step by step.
 
-    The function is called with keyword arguments, so both the exercise's
-    ``kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, bytes_per_value)`` and
-    ``course_lib.attention.kv_cache_bytes`` (which also takes ``batch_size``) can be checked.
+    A prompt's keys and values fill the cache, then each call decodes one more token; every output
+    must equal the causal attention of the whole sequence at that position
+    (``F.scaled_dot_product_attention(..., is_causal=True)``), and every cache must hold the keys
+    and values of all tokens so far.
     """
-    for n_layers, n_kv_heads, head_dim, seq_len, bytes_per_value in (
-        (32, 32, 128, 1, 2),
-        (32, 8, 128, 4096, 2),
-        (80, 8, 128, 1000, 2),
-        (2, 1, 16, 7, 4),
-    ):
-        kwargs = {
-            "n_layers": n_layers,
-            "n_kv_heads": n_kv_heads,
-            "head_dim": head_dim,
-            "seq_len": seq_len,
-            "bytes_per_value": bytes_per_value,
-        }
-        call = "kv_cache_bytes(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
-        expect_number(call, attempt(kv_cache_bytes, **kwargs), kv_cache_reference(**kwargs))
-    passed("K and V, for every layer, K/V head, channel of a head and token: 2*L*Hkv*D*T*bytes.")
+    for seed, (B, H, T, D, prompt) in enumerate(((1, 2, 5, 4, 2), (2, 3, 4, 8, 0))):
+        q, k, v = (seeded_randn(B, H, T, D, seed=10 * seed + i) for i in range(3))  # (B, H, T, D)
+        full = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, D)
+        k_cache, v_cache = k[:, :, :prompt], v[:, :, :prompt]  # (B, H, S, D) with S = prompt
+        for t in range(prompt, T):
+            step = slice(t, t + 1)
+            call = f"decode step of token {t} (B={B}, H={H}, D={D}, S={t} cached)"
+            answer = attempt(decode_step, q[:, :, step], k[:, :, step], v[:, :, step], k_cache, v_cache)
+            out, k_cache, v_cache = as_sequence(call, answer, ("out", "k_cache", "v_cache"))
+            expect_close(f"k_cache after the {call}", k_cache, k[:, :, : t + 1])
+            expect_close(f"v_cache after the {call}", v_cache, v[:, :, : t + 1])
+            expect_close(f"out of the {call}", out, full[:, :, step])
+    passed("append the new key and value first, then the new token attends to every cached one.")
 
 
-def check_kv_head_for(kv_head_for: Callable[[int, int, int], int]) -> None:
-    """``kv_head_for(j, n_heads, n_kv_heads)``: the K/V head that query head ``j`` reads."""
-    for n_heads, n_kv_heads in ((8, 8), (8, 2), (8, 1), (6, 3)):
-        probe = torch.arange(n_kv_heads).view(1, n_kv_heads, 1, 1)
-        want = repeat_kv(probe, n_heads // n_kv_heads).flatten().tolist()
-        got = [
-            as_number(
-                f"kv_head_for({j}, {n_heads}, {n_kv_heads})", attempt(kv_head_for, j, n_heads, n_kv_heads)
-            )
-            for j in range(n_heads)
-        ]
-        expect(got == want, f"K/V heads for {n_heads} query heads and {n_kv_heads} K/V heads", want, got)
-    passed("contiguous groups, as in Llama: query head j reads K/V head j // (n_heads // n_kv_heads).")
+def check_grouped_query_attention(grouped_query_attention: Callable[..., torch.Tensor]) -> None:
+    """``grouped_query_attention(q, k, v)`` against ``F.scaled_dot_product_attention(enable_gqa=True)``.
+
+    The cases have ``T != S`` (a transposed score matrix fails) and groups of 2 to 4 query heads, where
+    repeating the K/V heads with ``repeat`` (tile) instead of ``repeat_interleave`` gives other numbers.
+    """
+    cases = ((2, 4, 2, 3, 5, 4), (1, 6, 3, 4, 2, 8), (1, 8, 2, 2, 3, 4))  # (B, H, H_kv, T, S, D)
+    for seed, (B, H, H_kv, T, S, D) in enumerate(cases):
+        q = seeded_randn(B, H, T, D, seed=3 * seed)
+        k, v = seeded_randn(B, H_kv, S, D, seed=3 * seed + 1), seeded_randn(B, H_kv, S, D, seed=3 * seed + 2)
+        want = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)  # (B, H, T, D)
+        call = f"grouped_query_attention with H={H} query heads, H_kv={H_kv} K/V heads, T={T}, S={S}"
+        expect_close(call, attempt(grouped_query_attention, q, k, v), want)
+    passed("each group of H / H_kv query heads shares one K/V head, exactly as enable_gqa=True.")
