@@ -136,9 +136,10 @@ def fused_attention(
 
     No weights are returned: the fast kernels never build the full ``(Tq, Tk)`` matrix. ``k`` and
     ``v`` may have fewer heads than ``q`` (dim -3, GQA/MQA): each shared head serves its
-    contiguous group of query heads (``enable_gqa=True``), without copying it in the fused CUDA
-    kernels; PyTorch's CPU math path repeats the K/V heads internally. A query with no allowed
-    key gets a zero output, as in ``scaled_dot_product_attention``.
+    contiguous group of query heads (``enable_gqa=True``), without copying it in the kernels that
+    support it (the CPU and CUDA flash kernels); PyTorch's math fallback (taken, for example, with
+    dropout on a CPU) repeats the K/V heads internally. A query with no allowed key gets a zero
+    output, as in ``scaled_dot_product_attention``.
     """
     _check_qkv(q, k, v)
     _check_mask_and_bias(mask, score_bias, torch.Size((*q.shape[:-1], k.shape[-2])), q.device)
@@ -356,7 +357,7 @@ class MultiHeadAttention(nn.Module):
             out, weights = scaled_dot_product_attention(
                 q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p
             )
-        else:  # enable_gqa: no copy in the fused CUDA kernels (the CPU math path repeats)
+        else:  # enable_gqa: no copy in the flash kernels (PyTorch's math fallback repeats)
             out, weights = fused_attention(q, k, v, mask, score_bias=score_bias, dropout_p=dropout_p), None
         out = out.transpose(1, 2).reshape(x.shape)  # (B, H, T, D) -> (B, T, C)
         return self.out_proj(out), weights

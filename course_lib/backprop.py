@@ -121,7 +121,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6)
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
-    """``max |a - b| / max(|a| + |b|)``: near 1e-8 or below for a correct gradient."""
+    """``max |a - b| / max(|a| + |b|)``: around 1e-7 or below for a correct gradient."""
     return float(np.abs(a - b).max() / max(1e-12, (np.abs(a) + np.abs(b)).max()))
 
 

@@ -30,7 +30,7 @@ class TrainConfig:
     steps: int = 1000  # optimizer steps
     lr: float = 1e-3  # peak learning rate
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
-    warmup_steps: int = 0  # linear warmup from 0 to lr over these steps
+    warmup_steps: int = 0  # linear warmup from lr / warmup_steps to lr over these steps
     cosine: bool = False  # decay from lr to min_lr_ratio * lr after warmup (cosine)
     min_lr_ratio: float = 0.1  # final learning rate as a fraction of lr (with cosine)
     grad_clip: float | None = 1.0  # clip the global gradient norm to this; None: no clipping

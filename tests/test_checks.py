@@ -7,6 +7,7 @@ state as it was.
 """
 
 import functools
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,27 @@ def batch_cross_entropy(logits, y):
 def naive_log_softmax(z):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return np.log(np.exp(z) / np.exp(z).sum(-1, keepdims=True))
+
+
+def log_softmax_global_max(z):  # subtracts the largest logit of the whole batch, not each row's
+    shifted = z - z.max()
+    with np.errstate(divide="ignore"):
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def cross_entropy_of_softmax(logits, y):  # the log of a stable softmax: a probability that underflowed
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        return float(-np.log(probs[np.arange(len(y)), y]).mean())
+
+
+def count_state_dict(model):  # counts buffers, and a tied weight under each of its names
+    return sum(value.numel() for value in model.state_dict().values())
+
+
+def count_per_layer(model):  # each layer's own parameters: a weight two layers share counts twice
+    return sum(p.numel() for layer in model.modules() for p in layer.parameters(recurse=False))
 
 
 def sliding_window_mask(n, window):
@@ -130,16 +152,56 @@ def decode_step_before_append(q, k_new, v_new, k_cache, v_cache):  # the new tok
     return out, torch.cat([k_cache, k_new], dim=2), torch.cat([v_cache, v_new], dim=2)
 
 
-def grouped_query_attention(q, k, v):
+def grouped_query_attention(q, k, v):  # each group's queries side by side against its K/V head
+    B, H, T, D = q.shape
+    H_kv = k.shape[1]
+    return attend(q.reshape(B, H_kv, H // H_kv * T, D), k, v)[0].view(B, H, T, D)
+
+
+def grouped_query_attention_einsum(q, k, v):
+    B, H, T, D = q.shape
+    H_kv = k.shape[1]
+    q = q.view(B, H_kv, H // H_kv, T, D)
+    weights = torch.softmax(torch.einsum("bkgtd,bksd->bkgts", q, k) / math.sqrt(D), dim=-1)
+    return torch.einsum("bkgts,bksd->bkgtd", weights, v).reshape(B, H, T, D)
+
+
+def grouped_query_attention_broadcast(q, k, v):  # torch.matmul copies k and v to broadcast them
     B, H, T, D = q.shape
     H_kv = k.shape[1]
     out = attend(q.view(B, H_kv, H // H_kv, T, D), k[:, :, None], v[:, :, None])[0]
     return out.reshape(B, H, T, D)
 
 
+def grouped_query_attention_repeated(q, k, v):
+    group = q.shape[1] // k.shape[1]
+    return attend(q, k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1))[0]
+
+
 def grouped_query_attention_tiled(q, k, v):  # repeat (tile) instead of repeat_interleave
     group = q.shape[1] // k.shape[1]
     return attend(q, k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1))[0]
+
+
+def permute_for_rotate_half(W, n_heads):
+    rows, C = W.shape  # rows = H * D
+    return W.view(n_heads, rows // n_heads // 2, 2, C).transpose(1, 2).reshape(rows, C)
+
+
+def permute_across_heads(W, n_heads):  # one permutation of all H * D rows: it mixes the heads
+    return W[positions.interleaved_to_half(W.shape[0])]
+
+
+def t5_relative_bias(table, T, max_distance, to_int=torch.floor):
+    num_buckets, max_exact = table.shape[0], table.shape[0] // 2
+    distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0)  # (T, T): m - n
+    scaled = torch.log(distance.clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+    large = (max_exact + to_int(scaled * (num_buckets - max_exact)).long()).clamp(max=num_buckets - 1)
+    return table[torch.where(distance < max_exact, distance, large)].permute(2, 0, 1)  # (H, T, T)
+
+
+def t5_relative_bias_rounded(table, T, max_distance):  # rounds the log-spaced buckets, T5 truncates
+    return t5_relative_bias(table, T, max_distance, to_int=torch.round)
 
 
 def deepnorm_encoder_decoder(n_encoder_layers, n_decoder_layers):
@@ -187,7 +249,7 @@ RIGHT_AND_WRONG = [
         lambda tokens, starts, block_size: (batch_at(tokens, starts, block_size)[0],) * 2,
     ),
     (checks.check_unigram_loss, unigram_loss, unigram_loss_in_bits),
-    (checks.check_count_parameters, count_parameters, lambda m: sum(p.shape[0] for p in m.parameters())),
+    (checks.check_count_parameters, count_parameters, count_state_dict),
     (checks.check_log_softmax, log_softmax, naive_log_softmax),
     (checks.check_linear_backward, linear_backward, linear_backward_per_sequence),
     (checks.check_batch_cross_entropy, batch_cross_entropy, lambda z, y: float(-log_softmax(z)[:, y].mean())),
@@ -205,16 +267,12 @@ RIGHT_AND_WRONG = [
     (checks.check_grouped_query_attention, grouped_query_attention, grouped_query_attention_tiled),
     (checks.check_count_attention_parameters, count_attention_parameters, lambda d, h, kv, bias: 4 * d * d),
     (
-        checks.check_sinusoidal_encoding,
-        positions.sinusoidal_encoding,
-        lambda n, d: positions.sinusoidal_encoding(n, d).flip(-1),
-    ),
-    (
         checks.check_alibi_slopes,
         positions.alibi_slopes,
         lambda n: torch.tensor([2.0 ** (-8 * i / n) for i in range(1, n + 1)]),
     ),
-    (checks.check_apply_rope, positions.apply_rope, positions.apply_rope_interleaved),
+    (checks.check_permute_for_rotate_half, permute_for_rotate_half, permute_across_heads),
+    (checks.check_t5_relative_bias, t5_relative_bias, t5_relative_bias_rounded),
     (checks.check_deepnorm_encoder_decoder, deepnorm_encoder_decoder, deepnorm_as_two_stacks),
     (checks.check_fold_norm_into_linear, fold_norm_into_linear, fold_norm_gain_only),
     (checks.check_layer_norm_backward, layer_norm_backward, layer_norm_backward_direct_path_only),
@@ -380,6 +438,18 @@ def test_a_dict_set_or_wrong_length_is_rejected_where_a_pair_is_expected(answer)
         checks.check_batch_at(answer)
 
 
+def test_grouped_query_attention_without_copies_passes_and_copies_fail(capsys):
+    checks.check_grouped_query_attention(grouped_query_attention_einsum)
+    assert capsys.readouterr().out.startswith("✅ Correct:")
+    for copying in (grouped_query_attention_broadcast, grouped_query_attention_repeated):
+        with pytest.raises(AssertionError, match="expected no tensor as large as K or V repeated"):
+            checks.check_grouped_query_attention(copying)
+    with pytest.raises(AssertionError, match="not F.scaled_dot_product_attention, got a call"):
+        checks.check_grouped_query_attention(
+            lambda q, k, v: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        )
+
+
 def test_a_tensor_or_numpy_scalar_is_accepted_where_a_number_is_expected(capsys):
     checks.check_count_parameters(lambda m: torch.tensor(count_parameters(m)))
     checks.check_count_parameters(lambda m: np.array(count_parameters(m)))  # a 0-d array
@@ -397,6 +467,21 @@ def test_a_wrong_number_in_a_tensor_is_rejected_with_its_value():
         checks.check_count_parameters(lambda m: torch.tensor([p.numel() for p in m.parameters()]))
     with pytest.raises(AssertionError, match="expected a number, got bool"):
         checks.check_count_parameters(lambda m: True)
+
+
+@pytest.mark.parametrize(
+    ("checker", "answer", "message"),
+    [
+        (checks.check_count_parameters, count_state_dict, r"BatchNorm1d\(4\)\): expected 8, got 17"),
+        (checks.check_count_parameters, count_per_layer, r"sharing one weight\): expected 40, got 80"),
+        (checks.check_log_softmax, log_softmax_global_max, "log_softmax on rows far apart: expected finite"),
+        (checks.check_batch_cross_entropy, cross_entropy_of_softmax, "on large logits: expected finite"),
+    ],
+    ids=["state dict", "tied weight counted twice", "global max", "log of softmax"],
+)
+def test_a_plausible_mistake_of_notebooks_00_and_01_is_rejected(checker, answer, message):
+    with pytest.raises(AssertionError, match=message):
+        checker(answer)
 
 
 def _layer_norm_backward_without_eps(x, weight, dout, eps):

@@ -61,8 +61,8 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loa
     )
     from course_lib.checks.ch05_positional_encoding import (
         check_alibi_slopes,
-        check_apply_rope,
-        check_sinusoidal_encoding,
+        check_permute_for_rotate_half,
+        check_t5_relative_bias,
     )
     from course_lib.checks.ch06_normalization import (
         check_deepnorm_encoder_decoder,
@@ -88,9 +88,9 @@ CHAPTER_OF: dict[str, str] = {
     "check_count_attention_parameters": "ch04_multi_head_attention",
     "check_decode_step": "ch04_multi_head_attention",
     "check_grouped_query_attention": "ch04_multi_head_attention",
-    "check_sinusoidal_encoding": "ch05_positional_encoding",
     "check_alibi_slopes": "ch05_positional_encoding",
-    "check_apply_rope": "ch05_positional_encoding",
+    "check_permute_for_rotate_half": "ch05_positional_encoding",
+    "check_t5_relative_bias": "ch05_positional_encoding",
     "check_deepnorm_encoder_decoder": "ch06_normalization",
     "check_fold_norm_into_linear": "ch06_normalization",
     "check_layer_norm_backward": "ch06_normalization",
@@ -133,9 +133,9 @@ __all__ = [
     "check_decode_step",
     "check_grouped_query_attention",
     # 05 · Positional encoding
-    "check_sinusoidal_encoding",
     "check_alibi_slopes",
-    "check_apply_rope",
+    "check_permute_for_rotate_half",
+    "check_t5_relative_bias",
     # 06 · Normalization
     "check_deepnorm_encoder_decoder",
     "check_fold_norm_into_linear",

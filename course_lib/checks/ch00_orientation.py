@@ -67,6 +67,14 @@ def check_unigram_loss(unigram_loss: Callable[[torch.Tensor], float]) -> None:
     passed("a model blind to the context pays the entropy of the token frequencies: the baseline to beat.")
 
 
+def _tied_embedding_and_head() -> torch.nn.Module:
+    """nn.Embedding(10, 4) and nn.Linear(4, 10, bias=False) sharing one (10, 4) weight: 40 parameters."""
+    embedding = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = embedding.weight  # tied: the state dict lists it twice, parameters() once
+    return torch.nn.Sequential(embedding, head)
+
+
 def _models() -> dict[str, torch.nn.Module]:
     """Small models to count, built with their own seed: the global random state is left alone."""
     with torch.random.fork_rng(devices=[]):
@@ -78,6 +86,9 @@ def _models() -> dict[str, torch.nn.Module]:
                 torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)
             ),
             "nn.Embedding(65, 16)": torch.nn.Embedding(65, 16),
+            # 8 parameters; its running statistics are 9 more numbers in the state dict, not parameters.
+            "nn.BatchNorm1d(4)": torch.nn.BatchNorm1d(4),
+            "an embedding and an output layer sharing one weight": _tied_embedding_and_head(),
         }
 
 
@@ -86,4 +97,7 @@ def check_count_parameters(count_parameters: Callable[[torch.nn.Module], int]) -
     for name, model in _models().items():
         got = attempt(count_parameters, model)
         expect_number(f"count_parameters({name})", got, sum(p.numel() for p in model.parameters()))
-    passed("a weight matrix (out, in) has out*in numbers and a bias has out.")
+    passed(
+        "a weight matrix (out, in) has out*in numbers and a bias has out; buffers such as BatchNorm's "
+        "running statistics are not parameters, and a shared weight counts once."
+    )

@@ -20,6 +20,7 @@ def check_log_softmax(log_softmax: Callable[[np.ndarray], np.ndarray]) -> None:
     cases = {
         "small logits": rng.normal(size=(4, 5)),
         "large logits": np.array([[1000.0, 1001.0, 1002.0], [-1000.0, 0.0, 1000.0]]),
+        "rows far apart": np.array([[1000.0, 1001.0], [-1000.0, -999.0]]),  # needs each row's own max
         "a single row": np.array([[3.0, -2.0, 0.5, 0.5]]),
     }
     for name, z in cases.items():
@@ -62,7 +63,8 @@ def check_batch_cross_entropy(batch_cross_entropy: Callable[[np.ndarray, np.ndar
     rng = np.random.default_rng(3)
     cases = {
         "random logits": (rng.normal(size=(6, 4)), rng.integers(0, 4, size=6)),
-        "large logits": (np.array([[500.0, 0.0], [0.0, 800.0]]), np.array([1, 1])),
+        # The true class of row 0 is 800 below the top logit: its probability underflows to 0.
+        "large logits": (np.array([[0.0, 800.0], [500.0, 0.0]]), np.array([0, 1])),
     }
     for name, (logits, y) in cases.items():
         got = attempt(batch_cross_entropy, logits.copy(), y.copy())

@@ -1,7 +1,8 @@
 """Checkers of notebook 02 · Attention: a sliding-window mask, masked softmax, additive attention.
 
 The masked softmax follows PyTorch's ``F.scaled_dot_product_attention`` (a query with no allowed
-key gets zeros, from torch 2.5 on); additive attention is Bahdanau et al. (2015), section 3.1.
+key gets zeros, from torch 2.5 on); additive attention is Bahdanau et al. (2015), section 3.1 and
+appendix A.1.2.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ __all__ = ["check_additive_attention", "check_masked_softmax", "check_sliding_wi
 
 
 def check_sliding_window_mask(sliding_window_mask: Callable[[int, int], torch.Tensor]) -> None:
-    """``sliding_window_mask(n, window)``: ``(n, n)`` booleans, True where ``i - window < j <= i``."""
-    for n, window in ((1, 1), (5, 1), (6, 2), (6, 3), (4, 10)):
-        what = f"sliding_window_mask({n}, {window})"
-        got = to_cpu(what, attempt(sliding_window_mask, n, window))
+    """``sliding_window_mask(T, window)``: ``(T, T)`` booleans, True where ``i - window < j <= i``."""
+    for T, window in ((1, 1), (5, 1), (6, 2), (6, 3), (4, 10)):
+        what = f"sliding_window_mask({T}, {window})"
+        got = to_cpu(what, attempt(sliding_window_mask, T, window))
         expect(
             isinstance(got, torch.Tensor) and got.dtype == torch.bool,
             f"{what} type",
             "a torch.bool tensor",
             f"{type(got).__name__} of dtype {got.dtype}" if hasattr(got, "dtype") else type(got).__name__,
         )
-        query, key = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        query, key = torch.arange(T)[:, None], torch.arange(T)[None, :]
         expect_equal(what, got, (key <= query) & (key > query - window))
     passed("query i sees itself and the window - 1 keys before it, never a later one.")
 
@@ -45,9 +46,9 @@ def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num(0.0)
 
 
-def _mask_with_empty_row(n: int, m: int) -> torch.Tensor:
-    """A ``(n, m)`` mask with one allowed key in row 0, none in row 1, all in the last row."""
-    mask = torch.ones(n, m, dtype=torch.bool).tril(diagonal=1)
+def _mask_with_empty_row(T: int, S: int) -> torch.Tensor:
+    """A ``(T, S)`` mask with one allowed key in row 0, none in row 1, all in the last row."""
+    mask = torch.ones(T, S, dtype=torch.bool).tril(diagonal=1)
     mask[0] = False
     mask[0, 2] = True
     mask[1] = False
@@ -73,7 +74,7 @@ def check_masked_softmax(masked_softmax: Callable[[torch.Tensor, torch.Tensor], 
 def check_additive_attention(additive_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
     """``additive_attention(q, k, v, W_q, W_k, w, mask)`` returns ``(out, weights)``.
 
-    Scores ``tanh(q_i W_q + k_j W_k) . w`` for ``q (..., n, d_q)``, ``k (..., m, d_k)``,
+    Scores ``tanh(q_i W_q + k_j W_k) . w`` for ``q (..., T, d_q)``, ``k (..., S, d_k)``,
     ``W_q (d_q, h)``, ``W_k (d_k, h)``, ``w (h,)``; then a masked softmax over the keys.
     """
     q, k, v = seeded_randn(2, 4, 3, seed=5), seeded_randn(2, 5, 6, seed=6), seeded_randn(2, 5, 2, seed=7)
