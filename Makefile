@@ -14,7 +14,7 @@ SEEDS ?= 1
 NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
 
-.PHONY: course test lint unit nbval robust book lab student times refresh doctor clean
+.PHONY: course test lint unit nbval robust book browser lab student times refresh doctor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,9 @@ course: $(STAMP)
 	$(BIN)/python -m course_lib run --out _build/executed
 	$(MAKE) book
 
+# The landing page's syllabus figure is drawn first (notebooks/_static/syllabus.png, about a second).
 book: $(STAMP)
+	$(BIN)/python course_lib/syllabus.py
 	$(BIN)/jupyter-book build notebooks --path-output . --warningiserror --quiet
 	@echo "The book: _build/html/index.html"
 
@@ -68,6 +70,14 @@ refresh: $(STAMP)
 
 doctor: $(STAMP)
 	$(BIN)/python -m course_lib doctor
+
+# Debian's Chromium, which tests/test_browser.py drives through Playwright (apt-get: as root or
+# with sudo); .ci/run does the same before make test.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; }
+	@command -v chromium
 
 clean:
 	rm -rf _build student

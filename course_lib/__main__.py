@@ -22,8 +22,10 @@ OPTIONAL = (
     "nbstripout",
     "pyyaml",
     "transformers",
+    "playwright",
     "nbgrader",
     "jupyter-book",
+    "sphinx-mathjax-offline",
 )
 
 

@@ -1,12 +1,14 @@
 """Shared fixtures and the rule that no required tool may be skipped in CI.
 
-Tests that need an instructor or site tool (nbgrader, jupyter-book, a Jupyter kernel) call
-``require(module)``: it skips with a reason where the tool is missing, unless
-``COURSE_REQUIRE_ALL=1`` (set by ``make test`` and CI), where a missing tool fails the test.
+Tests that need an instructor or site tool (nbgrader, jupyter-book, a Jupyter kernel, Chromium)
+call ``require(module)`` (or ``require_distribution``, ``require_program``): it skips with a reason
+where the tool is missing, unless ``COURSE_REQUIRE_ALL=1`` (set by ``make test`` and CI), where a
+missing tool fails the test.
 """
 
 import importlib.util
 import os
+import shutil
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _missing(what: str) -> None:
-    message = f"{what} is not installed (pip install -e '.[test,instructor]')"
+def _missing(what: str, install: str = "pip install -e '.[test,instructor]'") -> None:
+    message = f"{what} is not installed ({install})"
     if os.environ.get("COURSE_REQUIRE_ALL") == "1":
         pytest.fail(message + " and COURSE_REQUIRE_ALL=1 forbids skipping")
     pytest.skip(message)
@@ -35,6 +37,14 @@ def require_distribution(name: str) -> None:
         version(name)
     except PackageNotFoundError:
         _missing(f"the package {name}")
+
+
+def require_program(*names: str, install: str) -> str:
+    """The path of the first of ``names`` on PATH; skip (or fail, as above) when there is none."""
+    for name in names:
+        if path := shutil.which(name):
+            return path
+    _missing(f"the program {' or '.join(names)}", install)
 
 
 @pytest.fixture(autouse=True)

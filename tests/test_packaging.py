@@ -1,5 +1,6 @@
 """The project's own files agree with each other: dependencies, syllabus, README, book."""
 
+import json
 import re
 
 try:
@@ -10,11 +11,30 @@ except ModuleNotFoundError:  # Python 3.10: pytest depends on tomli there
 import yaml
 
 from course_lib.__main__ import OPTIONAL, REQUIRED
-from course_lib.syllabus import NOTEBOOK_DIR, SYLLABUS
+from course_lib.syllabus import FIGURE, NOTEBOOK_DIR, SYLLABUS
 from tests.conftest import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
+INTRO = NOTEBOOK_DIR / "intro.md"  # the book's landing page
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under a markdown heading, up to the next heading of the same level."""
+    level = heading.split(" ", 1)[0]
+    return text.split(heading + "\n", 1)[1].split(f"\n{level} ", 1)[0]
+
+
+def _first_table(text: str) -> list[str]:
+    """The rows of the first markdown table in ``text``."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append(line.strip())
+        elif rows:
+            break
+    assert rows, "no table found"
+    return rows
 
 
 def _split(requirement: str) -> tuple[str, str]:
@@ -31,8 +51,9 @@ def _pyproject_requirements() -> dict[str, str]:
 def _conda_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     found = {}
-    for item in env["dependencies"]:
-        if isinstance(item, str):
+    pip = [item["pip"] for item in env["dependencies"] if isinstance(item, dict) and "pip" in item]
+    for item in env["dependencies"] + sum(pip, []):
+        if isinstance(item, str) and not item.startswith("-"):
             name, spec = _split(item)
             if name not in ("python", "pip"):
                 found[CONDA_NAMES.get(name, name)] = spec
@@ -88,6 +109,38 @@ def test_readme_times_table_covers_every_notebook():
     for chapter in SYLLABUS:
         if chapter.written:
             assert re.search(rf"\|\s*{chapter.filename}\s*\|\s*\d+(\.\d+)?\s*\|", times), chapter.filename
+
+
+def test_intro_times_table_is_the_readme_s():
+    readme_times = _first_table(_section((ROOT / "README.md").read_text(), "## Execution times"))
+    intro_times = _first_table(_section(INTRO.read_text(), "## How long each notebook takes"))
+    assert intro_times == readme_times, "copy the README's execution-times table into notebooks/intro.md"
+
+
+def test_intro_notation_table_is_notebook_00_s():
+    cells = json.loads((NOTEBOOK_DIR / "00_orientation.ipynb").read_text())["cells"]
+    (notation,) = ["".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## 4. Notation")]
+    intro_notation = _first_table(_section(INTRO.read_text(), "## Notation"))
+    assert intro_notation == _first_table(notation), "copy notebook 00's notation table into intro.md"
+
+
+def test_intro_shows_the_syllabus_figure_that_make_book_draws():
+    intro = INTRO.read_text()
+    assert f"```{{figure}} {FIGURE.relative_to(NOTEBOOK_DIR).as_posix()}\n" in intro
+    book = (ROOT / "Makefile").read_text().split("\nbook:", 1)[1].split("\n\n", 1)[0]
+    assert book.index("course_lib/syllabus.py") < book.index("jupyter-book build")
+    assert FIGURE.relative_to(ROOT).as_posix() in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_intro_says_how_to_run_open_and_assign_the_course():
+    intro = INTRO.read_text()
+    run = _section(intro, "## Run it")
+    assert re.findall(r"^make \w+$", run, re.M) == ["make course", "make test"]  # the README's quick start
+    for words in ("make lab", "_build/html/index.html", "download", ".ipynb"):
+        assert words in run, words
+    assign = _section(intro, "## Assign it")
+    for words in ("make student", "raise NotImplementedError()", "nbgrader generate_assignment"):
+        assert words in assign.replace("\n", " "), words
 
 
 def test_book_table_of_contents_is_the_syllabus_order():
