@@ -11,6 +11,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?=
 SEEDS ?= 1
+# 1: a test whose tool is missing (e.g. Chromium) fails instead of being skipped; 0 to skip it.
+COURSE_REQUIRE_ALL ?= 1
 NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
 
@@ -40,7 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check course_lib tests data
 
 unit: $(STAMP)
-	COURSE_REQUIRE_ALL=1 $(BIN)/python -m pytest -q tests
+	COURSE_REQUIRE_ALL=$(COURSE_REQUIRE_ALL) $(BIN)/python -m pytest -q tests
 
 nbval: $(STAMP)
 	$(NBVAL) -q --durations=0
