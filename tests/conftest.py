@@ -9,6 +9,8 @@ missing tool fails the test.
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -50,3 +52,23 @@ def require_program(*names: str, install: str) -> str:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The HTML book (its ``_build/html``), built once per session as ``make book`` builds it."""
+    from course_lib.syllabus import FIGURE, NOTEBOOK_DIR
+
+    require("jupyter_book")
+    tmp_path = tmp_path_factory.mktemp("book")
+    source = tmp_path / "notebooks"
+    figure = source / FIGURE.relative_to(NOTEBOOK_DIR)
+    shutil.copytree(ROOT / "notebooks", source, ignore=shutil.ignore_patterns("_build", FIGURE.name))
+    script = ROOT / "course_lib" / "syllabus.py"  # what `make book` does first: the landing figure
+    drawn = subprocess.run([sys.executable, str(script), str(figure)], timeout=120)
+    assert drawn.returncode == 0 and figure.is_file()
+    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source)]
+    command += ["--path-output", str(tmp_path), "--warningiserror", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return tmp_path / "_build" / "html"

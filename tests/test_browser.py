@@ -8,16 +8,13 @@ without them the tests skip, or fail under COURSE_REQUIRE_ALL=1.
 """
 
 import re
-import shutil
-import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from course_lib.syllabus import FIGURE, NOTEBOOK_DIR, SYLLABUS
+from course_lib.syllabus import SYLLABUS
 from tests.conftest import ROOT, require, require_program
 
 CHAPTERS = [chapter.filename.removesuffix(".ipynb") for chapter in SYLLABUS if chapter.written]
@@ -86,21 +83,9 @@ def _anchors(page: Path, cache={}) -> set[str]:  # noqa: B006 - a cache shared b
 
 
 @pytest.fixture(scope="module")
-def html(tmp_path_factory) -> Path:
-    """The book, built as ``make book`` builds it, into a temporary folder."""
-    require("jupyter_book")
-    tmp_path = tmp_path_factory.mktemp("book")
-    source = tmp_path / "notebooks"
-    figure = source / FIGURE.relative_to(NOTEBOOK_DIR)
-    shutil.copytree(ROOT / "notebooks", source, ignore=shutil.ignore_patterns("_build", FIGURE.name))
-    script = ROOT / "course_lib" / "syllabus.py"  # what `make book` does first: the landing figure
-    drawn = subprocess.run([sys.executable, str(script), str(figure)], timeout=120)
-    assert drawn.returncode == 0 and figure.is_file()
-    command = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(source)]
-    command += ["--path-output", str(tmp_path), "--warningiserror", "--quiet"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return tmp_path / "_build" / "html"
+def html(built_book) -> Path:
+    """The book, built as ``make book`` builds it (conftest's ``built_book``)."""
+    return built_book
 
 
 @pytest.fixture(scope="module")
