@@ -2,7 +2,9 @@
 
 Each page must load without a console error, typeset its math with the MathJax served from the
 book itself, load every image, link only to pages and anchors that exist, and send no request
-off the machine. Screenshots of the landing page and one chapter go to _build/screenshots/.
+off the machine; each chapter's page offers its notebook for download and its address in
+JupyterLab. Screenshots of the landing page (whole) and of one chapter's first displayed formula
+go to _build/screenshots/.
 Needs Debian's ``chromium`` (``make browser``) and Playwright for Python (the ``test`` extra);
 without them the tests skip, or fail under COURSE_REQUIRE_ALL=1.
 """
@@ -168,6 +170,8 @@ def test_page_works_offline(html, browser, name):
         if name == "intro":
             missing = [c for c in CHAPTERS if not any(h.split("#")[0].endswith(f"/{c}.html") for h in hrefs)]
             assert not missing, f"intro: no link to {missing}"
+        if name in CHAPTERS:
+            _check_run_box(page, root, name)
         for href in hrefs:
             parts = urlsplit(href)
             if parts.scheme != "file":
@@ -189,6 +193,24 @@ def test_page_works_offline(html, browser, name):
         visit.close()
 
 
+def _check_run_box(page, root: Path, name: str) -> None:
+    """Under a chapter's title: a download of the very notebook, and its address in JupyterLab."""
+    box = page.locator("article .run-this-notebook")
+    assert box.count() == 1, f"{name}: no 'Run this notebook' box"
+    heading = page.locator("article h1").first.bounding_box()
+    assert box.bounding_box()["y"] > heading["y"], f"{name}: the run box sits above the title"
+    download = box.locator("a.download-notebook")
+    assert download.get_attribute("download") == f"{name}.ipynb"
+    downloaded = Path(unquote(urlsplit(download.evaluate("a => a.href")).path))
+    source = ROOT / "notebooks" / f"{name}.ipynb"
+    assert downloaded.read_bytes() == source.read_bytes(), f"{name}: the download is not {source.name}"
+    lab = box.locator("a.open-in-jupyterlab").get_attribute("href")
+    assert lab == f"http://localhost:8888/lab/tree/{name}.ipynb", (
+        f"{name}: {lab}"
+    )  # make lab serves notebooks/
+    assert "make lab" in box.inner_text()
+
+
 def test_every_page_is_checked_and_the_front_door_leads_to_the_intro(html, browser):
     built = sorted(path.stem for path in html.glob("*.html"))
     assert built == sorted(["index", *PAGES])
@@ -205,10 +227,20 @@ def test_screenshots_show_typeset_math(html, browser):
     for name in ("intro", "01_forward_backward"):
         visit = Visit(browser, (html / f"{name}.html").resolve().as_uri())
         try:
-            if name != "intro":  # the chapter: scrolled to its first displayed formula
-                visit.page.locator('mjx-container[display="true"]').first.scroll_into_view_if_needed()
-            path = SCREENSHOTS / f"{name}.png"
-            visit.page.screenshot(path=path)
+            page, path = visit.page, SCREENSHOTS / f"{name}.png"
+            if name == "intro":  # the whole landing page: the syllabus figure and the notation table
+                page.screenshot(path=path, full_page=True)
+                shown = page.locator("article img, article mjx-container")
+            else:  # the chapter: scrolled to its first displayed formula
+                formula = page.locator('article mjx-container[display="true"]').first
+                formula.scroll_into_view_if_needed()
+                page.screenshot(path=path)
+                box, height = formula.bounding_box(), page.viewport_size["height"]
+                assert box["y"] >= 0 and box["y"] + box["height"] <= height, (
+                    "the formula is off the screenshot"
+                )
+                shown = formula
+            assert shown.count() > 0 and all(item.is_visible() for item in shown.all())
             assert path.stat().st_size > 10_000
         finally:
             visit.close()

@@ -42,6 +42,20 @@ def test_draw_shows_one_box_per_notebook_coloured_once_written():
 def test_draw_uses_the_axes_it_is_given():
     fig, ax = plt.subplots()
     assert syllabus.draw(ax) is ax and ax.get_title() == "The syllabus"
+    assert syllabus.draw(plt.subplots()[1], title=None).get_title() == ""  # the book's version
+
+
+def test_every_label_keeps_clear_of_its_box_edges():
+    ax = syllabus.draw(plt.figure(figsize=syllabus.FIGSIZE, dpi=100).subplots())
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    boxes = [patch for patch in ax.patches if isinstance(patch, Rectangle)]
+    labels = [text for text in ax.texts if " · " in text.get_text()]
+    assert len(labels) == len(boxes) == len(SYLLABUS)
+    for box, label in zip(boxes, labels, strict=True):
+        outer, inner = box.get_window_extent(renderer), label.get_window_extent(renderer)
+        margins = (inner.x0 - outer.x0, outer.x1 - inner.x1, inner.y0 - outer.y0, outer.y1 - inner.y1)
+        assert min(margins) >= 5, f"{label.get_text()!r}: {min(margins):.1f} px from its box's edge"
 
 
 def test_save_figure_writes_a_png_and_keeps_an_identical_one(tmp_path):
