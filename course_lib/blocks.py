@@ -29,18 +29,33 @@ def deepnorm_constants(n_layers: int) -> tuple[float, float]:
     return (2 * n_layers) ** 0.25, (8 * n_layers) ** -0.25
 
 
-class FeedForward(nn.Module):
-    """Position-wise ``Linear(d_model, d_ff) -> GELU -> Linear(d_ff, d_model)``."""
+# ReLU in Vaswani et al. 2017 (section 3.3); GELU (Hendrycks and Gimpel 2016) in BERT and GPT-2.
+ACTIVATIONS = {"gelu": nn.functional.gelu, "relu": nn.functional.relu}
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True) -> None:
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear(d_model, d_ff) -> activation -> Linear(d_ff, d_model)``.
+
+    ``activation`` is ``"gelu"`` (default) or ``"relu"`` (the original Transformer's).
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True, *, activation: str = "gelu"
+    ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: expected one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        self.activation = activation
         self.up = nn.Linear(d_model, d_ff, bias=bias)
         self.down = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C)`` -> ``(B, T, C)``."""
-        return self.dropout(self.down(nn.functional.gelu(self.up(x))))
+        return self.dropout(self.down(ACTIVATIONS[self.activation](self.up(x))))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
 
 
 class TransformerBlock(nn.Module):

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_number, check_positive_int, check_probability, check_tensor
-from course_lib.attention import causal_mask
+from course_lib._validate import check_number, check_positive_int, check_probability, check_tensor, describe
+from course_lib.attention import KVCache, causal_mask
 from course_lib.blocks import PLACEMENTS, TransformerBlock, deepnorm_constants
 from course_lib.norms import NORMS, make_norm
 from course_lib.positions import RotaryEmbedding, alibi_bias, sinusoidal_encoding
@@ -124,27 +124,64 @@ class TinyLM(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        caches: list[KVCache] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits ``(B, T, vocab)`` for token ids ``idx (B, T)``, and the mean cross-entropy with
-        ``targets (B, T)`` when they are given."""
+        ``targets (B, T)`` when they are given.
+
+        ``caches``: one ``KVCache`` per block, for generating step by step. The new tokens continue
+        after the ``offset = caches[0].length`` positions already cached: they get the positions
+        ``offset .. offset + T - 1`` and attend to the cached keys and to each other causally. The
+        caches grow by ``T`` positions.
+        """
         check_tensor(idx, "idx", ndim=2, dtypes=(torch.int64, torch.int32))
         B, T = idx.shape
         c = self.config
-        if c.position in ("learned", "sinusoidal", "alibi") and c.max_len < T:
-            raise ValueError(f"idx: {c.position} positions go up to max_len={c.max_len}, got {T} tokens")
+        offset = self._cache_offset(caches)
+        if c.position in ("learned", "sinusoidal", "alibi") and c.max_len < offset + T:
+            raise ValueError(
+                f"idx: {c.position} positions go up to max_len={c.max_len}, got {T} tokens"
+                + (f" after {offset} cached ones" if offset else "")
+            )
         x = self.token_embedding(idx)  # (B, T, C)
         if c.position == "learned":
-            x = x + self.position_embedding(torch.arange(T, device=idx.device))
+            x = x + self.position_embedding(torch.arange(offset, offset + T, device=idx.device))
         elif c.position == "sinusoidal":
-            x = x + self.sinusoidal[:T]
-        score_bias = self.alibi[:, :T, :T] if c.position == "alibi" else None  # (H, T, T)
-        mask = causal_mask(T, device=idx.device)
-        for block in self.blocks:
-            x = block(x, mask, rotary=self.rope, score_bias=score_bias)
+            x = x + self.sinusoidal[offset : offset + T]
+        # (H, T, offset + T): the rows of the new queries, the columns of every key so far
+        score_bias = self.alibi[:, offset : offset + T, : offset + T] if c.position == "alibi" else None
+        if offset == 0:
+            mask = causal_mask(T, device=idx.device)
+        else:  # query i sits at position offset + i: it may attend keys j <= offset + i
+            mask = torch.ones(T, offset + T, dtype=torch.bool, device=idx.device).tril(diagonal=offset)
+        for i, block in enumerate(self.blocks):
+            cache = None if caches is None else caches[i]
+            x = block(x, mask, rotary=self.rope, score_bias=score_bias, cache=cache)
         logits = self.head(self.final_norm(x))  # (B, T, vocab)
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss
+
+    def _cache_offset(self, caches: list[KVCache] | None) -> int:
+        """The number of positions cached so far (0 without caches); checks one cache per block."""
+        if caches is None:
+            return 0
+        if not isinstance(caches, (list, tuple)) or not all(isinstance(x, KVCache) for x in caches):
+            got = (
+                [type(x).__name__ for x in caches] if isinstance(caches, (list, tuple)) else describe(caches)
+            )
+            raise TypeError(f"caches: expected a list of KVCache, one per block, got {got}")
+        if len(caches) != len(self.blocks):
+            raise ValueError(
+                f"caches: expected one KVCache per block ({len(self.blocks)}), got {len(caches)}"
+            )
+        lengths = {cache.length for cache in caches}
+        if len(lengths) > 1:
+            raise ValueError(f"caches: expected caches of one length, got lengths {sorted(lengths)}")
+        return lengths.pop()
 
 
 def lm_loss(model: TinyLM, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
