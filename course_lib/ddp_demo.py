@@ -113,7 +113,8 @@ def train_data_parallel(out_dir: Path, steps: int = STEPS) -> None:
         rank = dist.get_rank()
         device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}" if use_nccl else "cpu")
         model = make_model().to(device)  # created on the CPU (same seed on every rank), then moved
-        ddp_model = DistributedDataParallel(model)  # also checks that every rank starts equal
+        # DDP checks that the shapes match on every rank, then copies rank 0's weights to every rank
+        ddp_model = DistributedDataParallel(model)
         x, y = (t.to(device) for t in shard(global_batch(), rank, world_size))
         fit(ddp_model, (x, y), steps)
         if rank == 0:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -32,6 +33,9 @@ from course_lib.attention import MultiHeadAttention, causal_mask
 from course_lib.blocks import ACTIVATIONS, FeedForward
 from course_lib.norms import LayerNorm
 from course_lib.positions import sinusoidal_encoding
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 PLACEMENTS = ("post", "pre")
 IDS = (torch.int64, torch.int32)
@@ -434,6 +438,119 @@ def torch_transformer_masks(
         "memory_key_padding_mask": padding,
         "tgt_mask": ~causal_mask(tgt_len, device=device),
     }
+
+
+# --- The architecture as a figure ----------------------------------------------------------------
+
+
+def _sublayer_label(placement: str, name: str) -> str:
+    """A sublayer's box label, with the norm where ``placement`` puts it."""
+    if placement == "post":
+        return f"{name}\n+ residual, then LayerNorm"
+    return f"LayerNorm, then {name}\n+ residual"
+
+
+def draw_architecture(config: Seq2SeqConfig, ax: Axes | None = None) -> Axes:
+    """Draw the encoder-decoder that ``config`` describes (the paper's figure 1, from the code).
+
+    One box per sublayer of one encoder and one decoder layer, a frame around each stack labelled
+    with its number of layers, the memory's arrow into the cross-attention, the final LayerNorms
+    of Pre-LN, and the output projection (marked when tied to the target embedding). Draws on
+    ``ax`` (a new figure when none is given) and returns it.
+    """
+    from matplotlib.patches import FancyBboxPatch  # loaded only here: the model needs no matplotlib
+
+    if not isinstance(config, Seq2SeqConfig):
+        raise TypeError(f"config: expected a Seq2SeqConfig, got {type(config).__name__}")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        ax = plt.subplots(figsize=(10.5, 7.5))[1]
+    c = config
+    heads = f"{c.n_heads} heads of D = {c.d_model // c.n_heads}"
+    ffn = f"feed-forward {c.d_model} → {c.d_ff} → {c.d_model} ({c.activation})"
+    head = f"Linear {c.d_model} → {c.tgt_vocab_size}" + (
+        ", tied to the target embedding" if c.tie_weights else ""
+    )
+    stacks = {  # x centre, sublayers from the bottom, number of layers, input, output
+        "Encoder": (
+            0.0,
+            [f"self-attention, {heads}", ffn],
+            c.n_encoder_layers,
+            "source ids (B, S)",
+            "memory (B, S, C)",
+        ),
+        "Decoder": (
+            6.0,
+            [
+                f"masked self-attention,\n{heads}",
+                f"cross-attention (Q from here,\nK and V from the memory), {heads}",
+                ffn,
+            ],
+            c.n_decoder_layers,
+            "target ids, BOS first (B, T)",
+            f"{head}\nsoftmax: next-token probabilities (B, T, V)",
+        ),
+    }
+    half_width = 2.3
+
+    def box(x: float, y: float, text: str, colour: str) -> None:
+        patch = FancyBboxPatch(
+            (x - half_width, y - 0.42), 2 * half_width, 0.84, boxstyle="round,pad=0.02", fc=colour, ec="grey"
+        )
+        ax.add_patch(patch)
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    def arrow(x0: float, y0: float, x1: float, y1: float, colour: str = "black") -> None:
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0), arrowprops=dict(arrowstyle="->", color=colour))
+
+    ends = {}  # (y of the output box, y of the cross-attention box) per stack
+    for name, (x, sublayers, n_layers, source, output) in stacks.items():
+        ax.text(x, -0.95, source, ha="center", va="center", fontsize=8)
+        arrow(x, -0.8, x, -0.45)
+        box(x, 0, f"embedding × √{c.d_model} + sinusoidal positions", "#fde9c9")
+        y, cross_y = 0.0, None
+        for sublayer in sublayers:
+            arrow(x, y + 0.45, x, y + 0.78)
+            y += 1.25
+            box(x, y, _sublayer_label(c.placement, sublayer), "#dbe9f6")
+            if sublayer.startswith("cross"):
+                cross_y = y
+        frame = FancyBboxPatch(
+            (x - half_width - 0.2, 0.7),
+            2 * half_width + 0.4,
+            y - 0.2,
+            boxstyle="round,pad=0.05",
+            fc="none",
+            ec="C0",
+            lw=1.5,
+        )
+        ax.add_patch(frame)
+        ax.text(
+            x + half_width + 0.35, 0.75 + (y - 0.5) / 2, f"× {n_layers}", color="C0", fontsize=13, va="center"
+        )
+        if c.placement == "pre":
+            arrow(x, y + 0.45, x, y + 0.78)
+            y += 1.25
+            box(x, y, "final LayerNorm", "#e3f1dc")
+        arrow(x, y + 0.45, x, y + 0.78)
+        y += 1.25
+        box(x, y, output, "#e3f1dc" if name == "Encoder" else "#fde9c9")
+        ax.text(x, y + 0.75, name, ha="center", fontsize=12, weight="bold")
+        ends[name] = (y, cross_y)
+    (memory_y, _), (top, cross_y) = ends["Encoder"], ends["Decoder"]
+    dx = stacks["Decoder"][0] - half_width
+    arrow(half_width, memory_y, dx, cross_y, colour="C3")  # the memory feeds every cross-attention
+    ax.text(
+        half_width + 0.08, memory_y + 0.1, "memory", color="C3", fontsize=9, va="bottom"
+    )  # above the arrow
+    ax.set(
+        xlim=(-half_width - 0.4, stacks["Decoder"][0] + half_width + 0.9),
+        ylim=(-1.3, max(top, memory_y) + 1.2),
+    )
+    ax.set_title(f"Seq2SeqTransformer, d_model C = {c.d_model}, {c.placement.capitalize()}-LN")
+    ax.axis("off")
+    return ax
 
 
 # --- Decoding --------------------------------------------------------------------------------------

@@ -241,6 +241,75 @@ def layer_norm_backward_direct_path_only(x, weight, dout, eps):  # forgets the p
     return dout * weight / (x.var(-1, keepdim=True, unbiased=False) + eps).sqrt(), dweight, dbias
 
 
+def shift_right(targets, bos):
+    return torch.cat([torch.full_like(targets[:, :1], bos), targets[:, :-1]], dim=1)
+
+
+def shift_right_by_roll(targets, bos):  # torch.roll wraps the last target round to the front
+    return torch.roll(targets, 1, dims=1)
+
+
+def cross_attention(x, memory, W_q, W_k, W_v, src_pad_mask):
+    return attend(x @ W_q, memory @ W_k, memory @ W_v, src_pad_mask[:, 0])
+
+
+def cross_attention_without_mask(x, memory, W_q, W_k, W_v, src_pad_mask):  # attends to the padding too
+    return attend(x @ W_q, memory @ W_k, memory @ W_v)
+
+
+def beam_step(log_probs, scores, beam_size):
+    V = log_probs.shape[1]
+    new_scores, flat = (scores[:, None] + log_probs).flatten().topk(beam_size)
+    return flat // V, flat % V, new_scores
+
+
+def beam_step_without_running_scores(log_probs, scores, beam_size):  # ranks by the new token alone
+    V = log_probs.shape[1]
+    best, flat = log_probs.flatten().topk(beam_size)
+    return flat // V, flat % V, scores[flat // V] + best
+
+
+def pre_ln_decoder_layer(x, memory, layer, src_pad_mask):
+    causal = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril()
+    x = x + layer.self_attn(layer.norm1(x), mask=causal)[0]
+    x = x + layer.cross_attn(layer.norm2(x), context=memory, mask=src_pad_mask)[0]
+    return x + layer.ffn(layer.norm3(x))
+
+
+def pre_ln_decoder_layer_without_causal_mask(x, memory, layer, src_pad_mask):  # sees future targets
+    x = x + layer.self_attn(layer.norm1(x))[0]
+    x = x + layer.cross_attn(layer.norm2(x), context=memory, mask=src_pad_mask)[0]
+    return x + layer.ffn(layer.norm3(x))
+
+
+def training_days(n_params, n_tokens, n_devices, flops_per_second, utilization):
+    return 6 * n_params * n_tokens / (n_devices * flops_per_second * utilization) / 86400
+
+
+def training_days_forward_only(n_params, n_tokens, n_devices, flops_per_second, utilization):  # 2 N
+    return 2 * n_params * n_tokens / (n_devices * flops_per_second * utilization) / 86400
+
+
+def merge_softmax_parts(m1, ell1, o1, m2, ell2, o2):
+    m = torch.maximum(m1, m2)
+    w1, w2 = ell1 * torch.exp(m1 - m), ell2 * torch.exp(m2 - m)
+    return m, w1 + w2, (w1 * o1 + w2 * o2) / (w1 + w2)
+
+
+def merge_softmax_parts_without_rescaling(m1, ell1, o1, m2, ell2, o2):  # as if m1 == m2
+    return torch.maximum(m1, m2), ell1 + ell2, (ell1 * o1 + ell2 * o2) / (ell1 + ell2)
+
+
+def ddp_loss_scales(tokens_per_rank):
+    counts = torch.tensor(tokens_per_rank, dtype=torch.float64)
+    return len(tokens_per_rank) * counts / counts.sum()
+
+
+def ddp_loss_scales_without_world_size(tokens_per_rank):  # forgets that DDP divides the sum by G
+    counts = torch.tensor(tokens_per_rank, dtype=torch.float64)
+    return counts / counts.sum()
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (
@@ -276,6 +345,13 @@ RIGHT_AND_WRONG = [
     (checks.check_deepnorm_encoder_decoder, deepnorm_encoder_decoder, deepnorm_as_two_stacks),
     (checks.check_fold_norm_into_linear, fold_norm_into_linear, fold_norm_gain_only),
     (checks.check_layer_norm_backward, layer_norm_backward, layer_norm_backward_direct_path_only),
+    (checks.check_shift_right, shift_right, shift_right_by_roll),
+    (checks.check_cross_attention, cross_attention, cross_attention_without_mask),
+    (checks.check_beam_step, beam_step, beam_step_without_running_scores),
+    (checks.check_pre_ln_decoder_layer, pre_ln_decoder_layer, pre_ln_decoder_layer_without_causal_mask),
+    (checks.check_training_days, training_days, training_days_forward_only),
+    (checks.check_merge_softmax_parts, merge_softmax_parts, merge_softmax_parts_without_rescaling),
+    (checks.check_ddp_loss_scales, ddp_loss_scales, ddp_loss_scales_without_world_size),
 ]
 IDS = [checker.__name__ for checker, _, _ in RIGHT_AND_WRONG]
 CHECKERS = [checker for checker, _, _ in RIGHT_AND_WRONG]

@@ -257,3 +257,30 @@ def test_validation_errors():
         tr.to_torch_transformer(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError, match="tgt: expected BOS and at least one token"):
         tr.sequence_log_prob(model, src, tgt_in[:, :1])
+
+
+def test_draw_architecture_follows_the_config():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    try:
+        config = tr.Seq2SeqConfig(47, 40, d_model=32, n_heads=2, n_encoder_layers=3, d_ff=64, placement="pre")
+        texts = [t.get_text() for t in tr.draw_architecture(config).texts]
+        assert "× 3" in texts and "× 2" in texts  # encoder and decoder layers
+        assert texts.count("final LayerNorm") == 2  # Pre-LN: one after each stack
+        assert any(
+            t.startswith("LayerNorm, then cross-attention (") and "2 heads of D = 16" in t for t in texts
+        )
+        assert any("Linear 32 → 40\n" in t for t in texts) and not any("tied" in t for t in texts)
+        ax = plt.subplots()[1]
+        tied = tr.Seq2SeqConfig(10, 10, d_model=8, n_heads=2, placement="post", tie_weights=True)
+        assert tr.draw_architecture(tied, ax) is ax
+        texts = [t.get_text() for t in ax.texts]
+        assert "final LayerNorm" not in texts and any("tied to the target embedding" in t for t in texts)
+        assert any(t.endswith("+ residual, then LayerNorm") for t in texts)
+        with pytest.raises(TypeError, match="expected a Seq2SeqConfig"):
+            tr.draw_architecture({"d_model": 8})
+    finally:
+        plt.close("all")

@@ -5,7 +5,7 @@ seen and compares with a reference (a PyTorch built-in where one exists). A func
 is still ``raise NotImplementedError()`` (the student version) gets ``ExerciseNotDone``, an
 ``AssertionError`` that says which function to write.
 
-The package is one module per notebook (``ch00_orientation`` ... ``ch06_normalization``) over a
+The package is one module per notebook (``ch00_orientation`` ... ``ch08_parallelism_and_efficiency``) over a
 shared core (``_core``: calling the learner's function, turning answers into CPU values, comparing
 expected with got). ``checks.check_<name>`` loads only its own chapter's module, on first use, so
 that notebook 00 does not import the attention or position code it has not taught yet.
@@ -69,6 +69,17 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loa
         check_fold_norm_into_linear,
         check_layer_norm_backward,
     )
+    from course_lib.checks.ch07_transformer import (
+        check_beam_step,
+        check_cross_attention,
+        check_pre_ln_decoder_layer,
+        check_shift_right,
+    )
+    from course_lib.checks.ch08_parallelism_and_efficiency import (
+        check_ddp_loss_scales,
+        check_merge_softmax_parts,
+        check_training_days,
+    )
 
 # Each checker and the chapter module that defines it (the order of the syllabus).
 CHAPTER_OF: dict[str, str] = {
@@ -94,6 +105,13 @@ CHAPTER_OF: dict[str, str] = {
     "check_deepnorm_encoder_decoder": "ch06_normalization",
     "check_fold_norm_into_linear": "ch06_normalization",
     "check_layer_norm_backward": "ch06_normalization",
+    "check_shift_right": "ch07_transformer",
+    "check_cross_attention": "ch07_transformer",
+    "check_beam_step": "ch07_transformer",
+    "check_pre_ln_decoder_layer": "ch07_transformer",
+    "check_training_days": "ch08_parallelism_and_efficiency",
+    "check_merge_softmax_parts": "ch08_parallelism_and_efficiency",
+    "check_ddp_loss_scales": "ch08_parallelism_and_efficiency",
 }
 
 __all__ = [
@@ -140,6 +158,15 @@ __all__ = [
     "check_deepnorm_encoder_decoder",
     "check_fold_norm_into_linear",
     "check_layer_norm_backward",
+    # 07 · The Transformer
+    "check_shift_right",
+    "check_cross_attention",
+    "check_beam_step",
+    "check_pre_ln_decoder_layer",
+    # 08 · Parallelism and efficiency
+    "check_training_days",
+    "check_merge_softmax_parts",
+    "check_ddp_loss_scales",
 ]
 
 
