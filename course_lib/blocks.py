@@ -29,14 +29,22 @@ def deepnorm_constants(n_layers: int) -> tuple[float, float]:
     return (2 * n_layers) ** 0.25, (8 * n_layers) ** -0.25
 
 
-# ReLU in Vaswani et al. 2017 (section 3.3); GELU (Hendrycks and Gimpel 2016) in BERT and GPT-2.
-ACTIVATIONS = {"gelu": nn.functional.gelu, "relu": nn.functional.relu}
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """GELU with the tanh approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, as in
+    GPT-2's code (Hugging Face calls it ``"gelu_new"``)."""
+    return nn.functional.gelu(x, approximate="tanh")
+
+
+# ReLU in Vaswani et al. 2017 (section 3.3); GELU (Hendrycks and Gimpel 2016) in BERT (exact, erf)
+# and GPT-2 (tanh approximation).
+ACTIVATIONS = {"gelu": nn.functional.gelu, "gelu_tanh": gelu_tanh, "relu": nn.functional.relu}
 
 
 class FeedForward(nn.Module):
     """Position-wise ``Linear(d_model, d_ff) -> activation -> Linear(d_ff, d_model)``.
 
-    ``activation`` is ``"gelu"`` (default) or ``"relu"`` (the original Transformer's).
+    ``activation`` is ``"gelu"`` (default, exact), ``"gelu_tanh"`` (GPT-2's) or ``"relu"`` (the
+    original Transformer's).
     """
 
     def __init__(
@@ -59,7 +67,11 @@ class FeedForward(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Attention and feed-forward sublayers with residuals, normalized as ``placement`` says."""
+    """Attention and feed-forward sublayers with residuals, normalized as ``placement`` says.
+
+    ``activation`` goes to the ``FeedForward``; ``ffn`` replaces it by another module mapping
+    ``(B, T, C) -> (B, T, C)`` (Llama's ``SwiGLU``); ``norm_eps`` defaults to the norm's own.
+    """
 
     def __init__(
         self,
@@ -73,17 +85,23 @@ class TransformerBlock(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         deepnorm_alpha: float = 1.0,
+        activation: str = "gelu",
+        ffn: nn.Module | None = None,
+        norm_eps: float | None = None,
     ) -> None:
         super().__init__()
         if placement not in PLACEMENTS:
             raise ValueError(f"placement: expected one of {PLACEMENTS}, got {placement!r}")
         self.placement, self.alpha = placement, deepnorm_alpha
         self.attn = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias=bias, dropout=dropout)
-        self.ffn = FeedForward(d_model, d_ff, dropout, bias=bias)
+        self.ffn = (
+            FeedForward(d_model, d_ff, dropout, bias=bias, activation=activation) if ffn is None else ffn
+        )
         self.resid_dropout = nn.Dropout(dropout)
-        self.norm1, self.norm2 = make_norm(norm, d_model), make_norm(norm, d_model)
+        self.norm1, self.norm2 = make_norm(norm, d_model, norm_eps), make_norm(norm, d_model, norm_eps)
         if placement == "sandwich":  # a second norm on each sublayer's output
-            self.norm1_out, self.norm2_out = make_norm(norm, d_model), make_norm(norm, d_model)
+            self.norm1_out = make_norm(norm, d_model, norm_eps)
+            self.norm2_out = make_norm(norm, d_model, norm_eps)
 
     def init_deepnorm(self, beta: float) -> None:
         """DeepNorm's initialisation: Xavier-normal, with gain ``beta`` on the FFN, V and output."""

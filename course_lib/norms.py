@@ -64,8 +64,8 @@ class RMSNorm(nn.Module):
 NORMS = {"layer": LayerNorm, "rms": RMSNorm}
 
 
-def make_norm(kind: str, d: int) -> nn.Module:
-    """``make_norm("layer" | "rms", d)``."""
+def make_norm(kind: str, d: int, eps: float | None = None) -> nn.Module:
+    """``make_norm("layer" | "rms", d)``; ``eps`` defaults to the norm's own (1e-5 and 1e-6)."""
     if kind not in NORMS:
         raise ValueError(f"norm: expected one of {sorted(NORMS)}, got {kind!r}")
-    return NORMS[kind](d)
+    return NORMS[kind](d) if eps is None else NORMS[kind](d, eps)

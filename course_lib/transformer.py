@@ -59,30 +59,41 @@ class EncoderLayer(nn.Module):
         placement: str = "post",
         dropout: float = 0.0,
         activation: str = "relu",
+        norm_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         self.placement = _check_placement(placement)
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout)
         self.ffn = FeedForward(d_model, d_ff, dropout, activation=activation)
         self.resid_dropout = nn.Dropout(dropout)
-        self.norm1, self.norm2 = LayerNorm(d_model), LayerNorm(d_model)
+        eps = check_number(norm_eps, "norm_eps")  # 1e-5 as PyTorch's; BERT uses 1e-12
+        self.norm1, self.norm2 = LayerNorm(d_model, eps=eps), LayerNorm(d_model, eps=eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x (B, S, C)`` -> ``(B, S, C)``; ``mask`` is the source padding mask ``(B, 1, 1, S)``."""
+        return self.forward_with_weights(x, mask)[0]
 
-        def attend(h: torch.Tensor) -> torch.Tensor:
-            return self.resid_dropout(self.self_attn(h, mask=mask)[0])
+    def forward_with_weights(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, *, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward``, and the self-attention weights ``(B, H, S, S)`` if ``need_weights`` (or ``None``)."""
+
+        def attend(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            out, weights = self.self_attn(h, mask=mask, need_weights=need_weights)
+            return self.resid_dropout(out), weights
 
         shortcut = x
         if self.placement == "post":
-            x = self.norm1(shortcut + attend(x))
+            out, weights = attend(x)
+            x = self.norm1(shortcut + out)
             shortcut = x
             x = self.norm2(shortcut + self.ffn(x))
         else:  # pre
-            x = shortcut + attend(self.norm1(x))
+            out, weights = attend(self.norm1(x))
+            x = shortcut + out
             shortcut = x
             x = shortcut + self.ffn(self.norm2(x))
-        return x
+        return x, weights
 
 
 class DecoderLayer(nn.Module):
