@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib._validate import check_number, check_positive_int, check_probability, check_tensor
+from course_lib.models import init_weights
 from course_lib.norms import LayerNorm
 from course_lib.objectives import IGNORE_INDEX
 from course_lib.transformer import EncoderLayer
@@ -64,14 +65,6 @@ class BertOutput(NamedTuple):
     attentions: list[torch.Tensor] | None  # L tensors (B, H, T, T)
 
 
-def _init_weights(module: nn.Module) -> None:
-    """BERT's initialisation (its ``initializer_range`` 0.02): N(0, 0.02^2) weights, zero biases."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-
-
 class BertEncoder(nn.Module):
     """Embeddings (token + position + segment, LayerNorm, dropout) and ``L`` Post-LN encoder layers."""
 
@@ -97,7 +90,7 @@ class BertEncoder(nn.Module):
             )
             for _ in range(c.n_layers)
         )
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def _check_inputs(
         self, ids: torch.Tensor, segment_ids: torch.Tensor | None, pad_mask: torch.Tensor | None
@@ -191,7 +184,7 @@ class BertForMaskedLM(nn.Module):
         self.config = config
         self.encoder = BertEncoder(config)
         self.mlm_head = MLMHead(config)
-        self.mlm_head.apply(_init_weights)
+        self.mlm_head.apply(init_weights)
 
     def forward(
         self,

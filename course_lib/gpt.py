@@ -23,10 +23,8 @@ from torch import nn
 from course_lib._validate import check_positive_int, check_probability, check_tensor
 from course_lib.attention import causal_mask
 from course_lib.blocks import TransformerBlock
+from course_lib.models import EMBEDDING_STD, init_weights
 from course_lib.norms import LayerNorm
-
-# GPT-2's initialisation: weights and embeddings from N(0, 0.02) (Radford et al. 2019).
-INIT_STD = 0.02
 
 
 @dataclass(frozen=True)
@@ -80,20 +78,12 @@ class GPT(nn.Module):
         self.final_norm = LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight  # tied: one (vocab, C) matrix, counted once
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         # GPT-2 section 2.3: residual projections scaled by 1/sqrt(N), N = 2 * n_layers residual
         # additions (the value in Hugging Face's and nanoGPT's code: std 0.02 / sqrt(2 * n_layers)).
         for block in self.blocks:
             for layer in (block.attn.out_proj, block.ffn.down):
-                nn.init.normal_(layer.weight, mean=0.0, std=INIT_STD / math.sqrt(2 * c.n_layers))
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # GPT-2: N(0, 0.02) for weights and embeddings, zero biases (Radford et al. 2019).
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+                nn.init.normal_(layer.weight, mean=0.0, std=EMBEDDING_STD / math.sqrt(2 * c.n_layers))
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None

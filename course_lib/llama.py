@@ -21,10 +21,9 @@ from torch import nn
 from course_lib._validate import check_number, check_positive_int, check_tensor
 from course_lib.attention import causal_mask
 from course_lib.blocks import TransformerBlock
+from course_lib.models import init_weights
 from course_lib.norms import RMSNorm
 from course_lib.positions import RotaryEmbedding
-
-INIT_STD = 0.02  # Hugging Face's LlamaConfig.initializer_range
 
 
 class GatedFeedForward(nn.Module):
@@ -126,13 +125,7 @@ class Llama(nn.Module):
         self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_embeddings:
             self.head.weight = self.token_embedding.weight
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # Hugging Face's LlamaPreTrainedModel: N(0, 0.02) for every weight matrix and embedding.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=INIT_STD)
+        self.apply(init_weights)  # N(0, 0.02), as HF's LlamaPreTrainedModel
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None

@@ -23,6 +23,16 @@ POSITIONS = ("none", "sinusoidal", "learned", "rope", "alibi")
 EMBEDDING_STD = 0.02
 
 
+def init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation (Radford et al. 2019), for ``model.apply(init_weights)``: every
+    ``nn.Linear`` and ``nn.Embedding`` weight from ``N(0, EMBEDDING_STD)``, zero biases. BERT
+    (``initializer_range`` 0.02) and Llama (Hugging Face's ``LlamaPreTrainedModel``) use the same."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=EMBEDDING_STD)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
 @dataclass(frozen=True)
 class TinyLMConfig:
     vocab_size: int  # number of token ids
@@ -110,18 +120,10 @@ class TinyLM(nn.Module):
             make_norm(c.norm, c.d_model) if c.placement in ("pre", "sandwich") else nn.Identity()
         )
         self.head = nn.Linear(c.d_model, c.vocab_size)
-        self.apply(self._init_weights)
+        self.apply(init_weights)
         if c.placement == "deepnorm":
             for block in self.blocks:
                 block.init_deepnorm(beta)
-
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        # GPT-2: N(0, 0.02) for weights and embeddings, zero biases (Radford et al. 2019).
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=EMBEDDING_STD)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
 
     def forward(
         self,
