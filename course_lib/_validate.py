@@ -90,3 +90,28 @@ def check_fraction(value: object, name: str) -> float:
     if not 0 < check_number(value, name) < 1:
         raise ValueError(f"{name}: expected a number strictly between 0 and 1, got {value!r}")
     return float(value)
+
+
+def check_heads(d_model: object, n_heads: object, n_kv_heads: object = None, *, rope: bool = False) -> int:
+    """Check an attention layout and return the head dimension ``D = d_model / n_heads``.
+
+    The rules every config and attention layer shares: ``d_model``, ``n_heads`` (and ``n_kv_heads``
+    unless ``None``) positive ints, ``n_heads`` dividing ``d_model``, ``n_kv_heads`` dividing
+    ``n_heads`` (each K/V head serves a whole group of query heads), and, when ``rope`` is set,
+    an even head dimension (RoPE rotates pairs of channels).
+    """
+    check_positive_int(d_model, "d_model")
+    check_positive_int(n_heads, "n_heads")
+    if d_model % n_heads:
+        raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+    if n_kv_heads is not None:
+        check_positive_int(n_kv_heads, "n_kv_heads")
+        if n_heads % n_kv_heads:
+            raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
+    head_dim = d_model // n_heads
+    if rope and head_dim % 2:
+        raise ValueError(
+            f"RoPE rotates pairs: head_dim = d_model / n_heads must be even, "
+            f"got {d_model} / {n_heads} = {head_dim}"
+        )
+    return head_dim

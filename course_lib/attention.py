@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_positive_int, check_probability, check_tensor, describe
+from course_lib._validate import check_heads, check_positive_int, check_probability, check_tensor, describe
 
 FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Rotary = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x (B, H, T, D), positions (T,)) -> x
@@ -175,6 +175,21 @@ def prefix_lm_mask(n: int, prefix_len: int, device: torch.device | str | None = 
     return mask
 
 
+def sliding_window_mask(n: int, window: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(n, n)`` boolean mask of causal sliding-window attention (Beltagy et al. 2020, Longformer;
+    Jiang et al. 2023, Mistral 7B).
+
+    Query ``i`` may attend to the ``window`` most recent keys, itself included:
+    ``i - window < j <= i``, as Hugging Face's Mistral (``kv_idx > q_idx - sliding_window``).
+    ``window >= n`` gives the causal mask.
+    """
+    check_positive_int(n, "n")
+    check_positive_int(window, "window")
+    query = torch.arange(n, device=device)[:, None]
+    key = torch.arange(n, device=device)[None, :]
+    return (key <= query) & (key > query - window)
+
+
 def padding_mask(lengths: torch.Tensor, n: int) -> torch.Tensor:
     """``(B, 1, 1, n)`` boolean mask for a padded batch: key ``j`` is allowed when ``j < lengths[b]``.
 
@@ -277,16 +292,10 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        check_positive_int(d_model, "d_model")
-        check_positive_int(n_heads, "n_heads")
-        n_kv_heads = n_heads if n_kv_heads is None else check_positive_int(n_kv_heads, "n_kv_heads")
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        if n_heads % n_kv_heads:
-            raise ValueError(f"n_heads={n_heads} must be divisible by n_kv_heads={n_kv_heads}")
+        self.head_dim = check_heads(d_model, n_heads, n_kv_heads)
+        n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
         self.dropout = check_probability(dropout, "dropout")
         self.d_model, self.n_heads, self.n_kv_heads = d_model, n_heads, n_kv_heads
-        self.head_dim = d_model // n_heads
         self.q_proj = nn.Linear(d_model, n_heads * self.head_dim, bias=bias)
         self.k_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)
         self.v_proj = nn.Linear(d_model, n_kv_heads * self.head_dim, bias=bias)

@@ -85,7 +85,7 @@ class BertEncoder(nn.Module):
                 c.d_ff,
                 placement="post",
                 dropout=c.dropout,
-                activation="gelu",  # exact (erf) GELU, as BERT's hidden_act "gelu"
+                activation="gelu",  # exact (erf) GELU, as Hugging Face's hidden_act "gelu"
                 norm_eps=c.layer_norm_eps,
             )
             for _ in range(c.n_layers)

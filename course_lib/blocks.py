@@ -143,3 +143,52 @@ class TransformerBlock(nn.Module):
             shortcut = x
             x = self.norm2(self.alpha * shortcut + self.ffn(x))
         return x
+
+
+class ParallelBlock(nn.Module):
+    """Attention and feed-forward side by side on the same normalized input (GPT-J, PaLM):
+    ``x + Attn(LN(x)) + FFN(LN(x))``.
+
+    Wang and Komatsuzaki 2021 (GPT-J) and Chowdhery et al. 2022 (PaLM, section 2, "parallel
+    layers") share one norm; ``shared_norm=False`` gives each sublayer its own, as GPT-NeoX does.
+    The serial Pre-LN block feeds the attention's output into the FFN's norm; here both read
+    ``x``, so their input projections (``W_q``, ``W_k``, ``W_v`` and the FFN's ``up``) can run as
+    one matrix product. ``ffn`` replaces the ``FeedForward`` as in ``TransformerBlock``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        *,
+        norm: str = "layer",
+        shared_norm: bool = True,
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        activation: str = "gelu",
+        ffn: nn.Module | None = None,
+        norm_eps: float | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(shared_norm, bool):
+            raise TypeError(f"shared_norm: expected a bool, got {shared_norm!r}")
+        self.attn = MultiHeadAttention(d_model, n_heads, n_kv_heads, bias=bias)
+        self.ffn = FeedForward(d_model, d_ff, bias=bias, activation=activation) if ffn is None else ffn
+        self.norm1 = make_norm(norm, d_model, norm_eps)
+        self.norm2 = self.norm1 if shared_norm else make_norm(norm, d_model, norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        *,
+        rotary: Rotary | None = None,
+        score_bias: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """``x (B, T, C)`` -> ``(B, T, C)``; the keyword arguments go to the attention sublayer."""
+        h = self.norm1(x)
+        g = h if self.norm2 is self.norm1 else self.norm2(x)  # a shared norm runs once
+        attended, _ = self.attn(h, mask=mask, rotary=rotary, score_bias=score_bias, cache=cache)
+        return x + attended + self.ffn(g)

@@ -133,9 +133,28 @@ def transformer_flops_per_token(config: TinyLMConfig, seq_len: int, *, training:
     section 2.1).
     """
     n_params = non_embedding_params(config)
-    check_positive_int(seq_len, "seq_len")
-    C = config.d_model
-    forward = 2 * n_params + 2 * C * config.vocab_size + 4 * config.n_layers * seq_len * C
+    return kaplan_flops_per_token(
+        n_params, config.d_model, config.vocab_size, config.n_layers, seq_len, training=training
+    )
+
+
+def kaplan_flops_per_token(
+    n_params: int, d_model: int, vocab_size: int, n_layers: int, seq_len: int, *, training: bool = False
+) -> int:
+    """``2 N + 2 C V + 4 L T C`` matmul FLOPs per token of a forward pass (times 3 with
+    ``training=True``), from Kaplan et al.'s ``N`` (the blocks' matmul weights) and the sizes;
+    ``transformer_flops_per_token`` explains each term. Any decoder with a ``(C, V)`` head and
+    full ``(T, T)`` attention scores fits (GPT-2, Llama: see ``counting.flops_per_token``)."""
+    for name, value in (
+        ("n_params", n_params),
+        ("d_model", d_model),
+        ("vocab_size", vocab_size),
+        ("n_layers", n_layers),
+        ("seq_len", seq_len),
+    ):
+        check_positive_int(value, name)
+    C = d_model
+    forward = 2 * n_params + 2 * C * vocab_size + 4 * n_layers * seq_len * C
     return 3 * forward if training else forward
 
 

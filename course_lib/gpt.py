@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_positive_int, check_probability, check_tensor
+from course_lib._validate import check_heads, check_positive_int, check_probability, check_tensor
 from course_lib.attention import causal_mask
 from course_lib.blocks import TransformerBlock
 from course_lib.models import EMBEDDING_STD, init_weights
@@ -39,12 +39,11 @@ class GPTConfig:
     dropout: float = 0.0  # dropout on embeddings, attention weights and sublayer outputs
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_positions", "d_model", "n_layers", "n_heads"):
+        for name in ("vocab_size", "n_positions", "n_layers"):
             check_positive_int(getattr(self, name), name)
         if self.d_ff is not None:
             check_positive_int(self.d_ff, "d_ff")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_heads(self.d_model, self.n_heads)
         check_probability(self.dropout, "dropout")
 
     @property

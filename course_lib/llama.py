@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_number, check_positive_int, check_tensor
+from course_lib._validate import check_heads, check_number, check_positive_int, check_tensor
 from course_lib.attention import causal_mask
 from course_lib.blocks import TransformerBlock
 from course_lib.models import init_weights
@@ -73,19 +73,9 @@ class LlamaConfig:
     tie_embeddings: bool = False  # head shares the token embedding's weight (Llama 2: no)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+        for name in ("vocab_size", "n_layers", "d_ff", "max_len"):
             check_positive_int(getattr(self, name), name)
-        if self.n_kv_heads is not None:
-            check_positive_int(self.n_kv_heads, "n_kv_heads")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if self.n_heads % self.kv_heads:
-            raise ValueError(f"n_heads={self.n_heads} must be divisible by n_kv_heads={self.kv_heads}")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"RoPE rotates pairs: head_dim = d_model / n_heads must be even, "
-                f"got {self.d_model} / {self.n_heads} = {self.d_model // self.n_heads}"
-            )
+        check_heads(self.d_model, self.n_heads, self.n_kv_heads, rope=True)
         if not check_number(self.rope_base, "rope_base") > 1:
             raise ValueError(f"rope_base: expected a number > 1, got {self.rope_base!r}")
         if not check_number(self.norm_eps, "norm_eps") > 0:

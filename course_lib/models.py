@@ -12,7 +12,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from course_lib._validate import check_number, check_positive_int, check_probability, check_tensor, describe
+from course_lib._validate import (
+    check_heads,
+    check_number,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+    describe,
+)
 from course_lib.attention import KVCache, causal_mask
 from course_lib.blocks import PLACEMENTS, TransformerBlock, deepnorm_constants
 from course_lib.norms import NORMS, make_norm
@@ -50,17 +57,9 @@ class TinyLMConfig:
     dropout: float = 0.0  # dropout on attention weights and sublayer outputs
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+        for name in ("vocab_size", "n_layers", "d_ff", "max_len"):
             check_positive_int(getattr(self, name), name)
-        if self.n_kv_heads is not None:
-            check_positive_int(self.n_kv_heads, "n_kv_heads")
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
-        if self.position == "rope" and (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"position='rope' rotates pairs: head_dim = d_model / n_heads must be even, "
-                f"got {self.d_model} / {self.n_heads} = {self.d_model // self.n_heads}"
-            )
+        check_heads(self.d_model, self.n_heads, self.n_kv_heads, rope=self.position == "rope")
         if not check_number(self.rope_base, "rope_base") > 1:
             raise ValueError(f"rope_base: expected a number > 1, got {self.rope_base!r}")
         if not check_number(self.rope_scale, "rope_scale") > 0:

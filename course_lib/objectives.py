@@ -48,12 +48,13 @@ def mlm_mask(
 
     Each position whose token is not in ``special_token_ids`` is chosen independently with
     probability ``mask_prob`` (a Bernoulli draw per position, as Hugging Face's
-    ``DataCollatorForLanguageModeling`` and BERT's "15% of the tokens at random"; the count per
-    sequence varies, and a short sequence may get none, which an exact count would avoid at the
-    price of another rule for rounding). A chosen position becomes ``mask_token_id`` with
-    probability 0.8, a token drawn uniformly from the whole vocabulary ``0..vocab_size-1`` with
-    probability 0.1 (special tokens included, as in BERT's ``create_pretraining_data.py`` and
-    Hugging Face), and stays unchanged with probability 0.1.
+    ``DataCollatorForLanguageModeling`` does; the count per sequence varies, and a short sequence
+    may get none. BERT's own ``create_pretraining_data.py`` instead picks a fixed count per
+    sequence, round(15%) of its tokens and at least one, capped by ``max_predictions_per_seq``).
+    A chosen position becomes ``mask_token_id`` with probability 0.8, a token drawn uniformly
+    from the whole vocabulary ``0..vocab_size-1`` with probability 0.1 (special tokens included,
+    as in BERT's ``create_pretraining_data.py`` and Hugging Face), and stays unchanged with
+    probability 0.1.
 
     Every random number is drawn on the CPU (from ``generator`` when given, so a seeded generator
     gives the same result on any device); the results are moved to ``tokens.device``.

@@ -153,3 +153,98 @@ def decision_regions(
     ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$", aspect="equal")
     ax.grid(False)
     return ax
+
+
+def _mask_values(
+    mask: np.ndarray | torch.Tensor, query_tokens: Sequence[str] | None, key_tokens: Sequence[str] | None
+) -> np.ndarray:
+    """A boolean ``(T, S)`` array of ``mask``, checked against the token labels."""
+    values = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+    if values.ndim != 2 or values.dtype != bool:
+        raise ValueError(
+            f"mask: expected a 2-D boolean (T, S) mask, got shape {values.shape} and dtype {values.dtype}"
+        )
+    for labels, n, name in (
+        (query_tokens, values.shape[0], "query_tokens"),
+        (key_tokens, values.shape[1], "key_tokens"),
+    ):
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{name}: expected {n} labels, got {len(labels)}")
+    return values
+
+
+def mask_matrix(
+    mask: np.ndarray | torch.Tensor,
+    query_tokens: Sequence[str] | None = None,
+    key_tokens: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str = "",
+) -> Axes:
+    """Draw a boolean ``(T, S)`` mask as a grid: dark where query ``t`` (row) may attend key ``s``.
+
+    ``key_tokens`` defaults to ``query_tokens`` (self-attention).
+    """
+    key_tokens = query_tokens if key_tokens is None else key_tokens
+    values = _mask_values(mask, query_tokens, key_tokens)
+    T, S = values.shape
+    ax = _axes(ax, figsize=(3, 3))
+    ax.imshow(values, cmap="Greys", vmin=-0.25, vmax=1.0)
+    ax.set_xticks(np.arange(S + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(T + 1) - 0.5, minor=True)
+    ax.grid(False)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xticks(range(S), key_tokens if key_tokens is not None else range(S))
+    ax.set_yticks(range(T), query_tokens if query_tokens is not None else range(T))
+    ax.set(xlabel="key", ylabel="query", title=title)
+    return ax
+
+
+def mask_arrows(
+    mask: np.ndarray | torch.Tensor,
+    query_tokens: Sequence[str],
+    key_tokens: Sequence[str] | None = None,
+    *,
+    ax: Axes | None = None,
+    title: str = "",
+    cross: bool = False,
+) -> Axes:
+    """Draw a boolean ``(T, S)`` mask as arrows from each key (bottom row) to each query (top row)
+    that may attend to it; arrows from a later position to an earlier one (the future) are red.
+
+    ``key_tokens`` defaults to ``query_tokens``. ``cross=True`` marks cross-attention: the keys are
+    another sequence, so no key is "later" than a query and no arrow is red.
+    """
+    if not isinstance(cross, bool):
+        raise TypeError(f"cross: expected a bool, got {type(cross).__name__}")
+    key_tokens = query_tokens if key_tokens is None else key_tokens
+    values = _mask_values(mask, query_tokens, key_tokens)
+    T, S = values.shape
+    ax = _axes(ax, figsize=(3, 3))
+    width = max(T, S) - 1
+    query_x = np.linspace(0, width, T) if T > 1 else np.array([width / 2])
+    key_x = np.linspace(0, width, S) if S > 1 else np.array([width / 2])
+    for t, s in zip(*np.nonzero(values), strict=True):
+        future = not cross and s > t
+        ax.annotate(
+            "",
+            xy=(query_x[t], 0.88),
+            xytext=(key_x[s], 0.12),
+            arrowprops={"arrowstyle": "->", "color": "C3" if future else "0.45", "lw": 1.0, "alpha": 0.8},
+        )
+    for x, label in zip(query_x, query_tokens, strict=True):
+        ax.text(
+            x, 1.0, str(label), ha="center", va="center", fontsize=10, bbox={"boxstyle": "round", "fc": "w"}
+        )
+    for x, label in zip(key_x, key_tokens, strict=True):
+        ax.text(
+            x, 0.0, str(label), ha="center", va="center", fontsize=10, bbox={"boxstyle": "round", "fc": "w"}
+        )
+    ax.set(xlim=(-0.6, width + 0.6), ylim=(-0.25, 1.25), title=title)
+    ax.set_yticks([0.0, 1.0], ["keys", "queries"])
+    ax.set_xticks([])
+    ax.grid(False)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    return ax

@@ -109,14 +109,16 @@ SYLLABUS: tuple[Chapter, ...] = (
         "architectures",
         "Architectures",
         "Scale",
-        "encoder-only, decoder-only, encoder-decoder, prefix LM, the modern block",
+        "encoder-only, decoder-only, encoder-decoder, prefix LM, the modern block (RMSNorm, RoPE, GQA, "
+        "SwiGLU), parameters and FLOPs from a config, parity with GPT-2 and Llama, mixture of experts",
     ),
     Chapter(
         10,
         "bert",
-        "BERT: masked language modelling",
+        "BERT and masked language modelling",
         "Pre-training",
-        "bidirectional mask, masked LM, a tiny BERT, real pretrained weights",
+        "bidirectional mask, masked LM (15%, 80/10/10), a trained tiny BERT, WordPiece, "
+        "real pretrained weights (MiniLM)",
     ),
     Chapter(
         11,

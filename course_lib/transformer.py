@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from course_lib._validate import check_int, check_number, check_positive_int, check_probability, check_tensor
+from course_lib._validate import (
+    check_heads,
+    check_int,
+    check_number,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
 from course_lib.attention import MultiHeadAttention, causal_mask
 from course_lib.blocks import ACTIVATIONS, FeedForward
 from course_lib.norms import LayerNorm
@@ -183,16 +190,13 @@ class Seq2SeqConfig:
         for name in (
             "src_vocab_size",
             "tgt_vocab_size",
-            "d_model",
-            "n_heads",
             "n_encoder_layers",
             "n_decoder_layers",
             "d_ff",
             "max_len",
         ):
             check_positive_int(getattr(self, name), name)
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        check_heads(self.d_model, self.n_heads)
         if self.d_model % 2:
             raise ValueError(
                 f"d_model: expected an even number (sines and cosines pair up), got {self.d_model}"

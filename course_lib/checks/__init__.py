@@ -5,7 +5,7 @@ seen and compares with a reference (a PyTorch built-in where one exists). A func
 is still ``raise NotImplementedError()`` (the student version) gets ``ExerciseNotDone``, an
 ``AssertionError`` that says which function to write.
 
-The package is one module per notebook (``ch00_orientation`` ... ``ch08_parallelism_and_efficiency``) over a
+The package is one module per notebook (``ch00_orientation`` ... ``ch10_bert``) over a
 shared core (``_core``: calling the learner's function, turning answers into CPU values, comparing
 expected with got). ``checks.check_<name>`` loads only its own chapter's module, on first use, so
 that notebook 00 does not import the attention or position code it has not taught yet.
@@ -80,6 +80,16 @@ if TYPE_CHECKING:  # for editors and type checkers; at run time each chapter loa
         check_merge_softmax_parts,
         check_training_days,
     )
+    from course_lib.checks.ch09_architectures import (
+        check_block_parameters,
+        check_swiglu_width,
+        check_switch_routing,
+    )
+    from course_lib.checks.ch10_bert import (
+        check_mean_pool,
+        check_mlm_outcomes,
+        check_whole_word_mask,
+    )
 
 # Each checker and the chapter module that defines it (the order of the syllabus).
 CHAPTER_OF: dict[str, str] = {
@@ -112,6 +122,12 @@ CHAPTER_OF: dict[str, str] = {
     "check_training_days": "ch08_parallelism_and_efficiency",
     "check_merge_softmax_parts": "ch08_parallelism_and_efficiency",
     "check_ddp_loss_scales": "ch08_parallelism_and_efficiency",
+    "check_block_parameters": "ch09_architectures",
+    "check_swiglu_width": "ch09_architectures",
+    "check_switch_routing": "ch09_architectures",
+    "check_mlm_outcomes": "ch10_bert",
+    "check_mean_pool": "ch10_bert",
+    "check_whole_word_mask": "ch10_bert",
 }
 
 __all__ = [
@@ -167,6 +183,14 @@ __all__ = [
     "check_training_days",
     "check_merge_softmax_parts",
     "check_ddp_loss_scales",
+    # 09 · Architectures of large models
+    "check_block_parameters",
+    "check_swiglu_width",
+    "check_switch_routing",
+    # 10 · BERT
+    "check_mlm_outcomes",
+    "check_mean_pool",
+    "check_whole_word_mask",
 ]
 
 
