@@ -33,7 +33,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-from course_lib._validate import check_int, check_positive_int, check_tensor
+from course_lib._validate import check_int, check_positive_int, check_tensor, describe
 from course_lib.attention import FLOATS, KVCache, _check_mask_and_bias
 from course_lib.models import TinyLM, TinyLMConfig
 
@@ -190,14 +190,24 @@ def matmul_flops_per_second(
 
 
 @torch.no_grad()
-def generate(model: TinyLM, prompt: torch.Tensor, n_new: int, use_cache: bool) -> torch.Tensor:
-    """Greedy generation: append ``n_new`` tokens to ``prompt (B, T0)``; returns ``(B, T0 + n_new)``.
+def generate_with(
+    model: TinyLM,
+    prompt: torch.Tensor,
+    n_new: int,
+    pick_next: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    use_cache: bool,
+) -> torch.Tensor:
+    """Append ``n_new`` tokens to ``prompt (B, T0)``, each chosen by ``pick_next``; returns
+    ``(B, T0 + n_new)``.
 
+    ``pick_next`` maps the last position's logits ``(B, V)`` to the next tokens ``(B, 1)``:
+    ``argmax`` for greedy decoding (``generate``), a draw for sampling (``sampling.sample``).
     Without a cache, each step runs the model on the whole sequence so far and keeps the last
     position's logits: step ``t`` redoes the work of every earlier position. With a cache, the
     prompt runs once (filling one ``KVCache`` per block) and each later step feeds only the newest
-    token, which attends to the cached keys and values. The tokens are the same; only the work
-    differs. The model runs in eval mode (its mode is restored afterwards).
+    token, which attends to the cached keys and values. The logits are the same up to rounding;
+    only the work differs. The model runs in eval mode (its mode is restored afterwards).
     """
     if not isinstance(model, TinyLM):
         raise TypeError(f"model: expected a TinyLM, got {type(model).__name__}")
@@ -205,6 +215,8 @@ def generate(model: TinyLM, prompt: torch.Tensor, n_new: int, use_cache: bool) -
     if prompt.shape[1] == 0:
         raise ValueError(f"prompt: expected at least one token, got shape {tuple(prompt.shape)}")
     check_positive_int(n_new, "n_new")
+    if not callable(pick_next):
+        raise TypeError(f"pick_next: expected a function of the logits, got {type(pick_next).__name__}")
     if not isinstance(use_cache, bool):
         raise TypeError(f"use_cache: expected a bool, got {type(use_cache).__name__}")
     was_training = model.training
@@ -215,12 +227,41 @@ def generate(model: TinyLM, prompt: torch.Tensor, n_new: int, use_cache: bool) -
         new_input = prompt  # what the model has not seen yet
         for _ in range(n_new):
             logits, _ = model(new_input if use_cache else tokens, caches=caches)
-            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            next_token = pick_next(logits[:, -1])  # (B, V) -> (B, 1)
+            if not isinstance(next_token, torch.Tensor) or next_token.dtype not in (torch.int64, torch.int32):
+                raise TypeError(
+                    f"pick_next: expected an int64/int32 tensor of token ids, got {describe(next_token)}"
+                )
+            if next_token.shape != (len(tokens), 1):
+                raise ValueError(
+                    f"pick_next: expected token ids of shape ({len(tokens)}, 1), got {describe(next_token)}"
+                )
+            if next_token.min() < 0 or next_token.max() >= model.config.vocab_size:
+                raise ValueError(
+                    f"pick_next: expected ids in [0, {model.config.vocab_size}), "
+                    f"got {next_token.min().item()}..{next_token.max().item()}"
+                )
+            next_token = next_token.to(tokens.device, tokens.dtype)
             tokens = torch.cat([tokens, next_token], dim=1)
             new_input = next_token
     finally:
         model.train(was_training)
     return tokens
+
+
+def generate(model: TinyLM, prompt: torch.Tensor, n_new: int, use_cache: bool) -> torch.Tensor:
+    """Greedy generation: append ``n_new`` tokens to ``prompt (B, T0)``; returns ``(B, T0 + n_new)``.
+
+    Each new token is the ``argmax`` of the last position's logits; ``generate_with`` runs the
+    loop, with (``use_cache=True``) or without a KV cache. The tokens are the same either way up
+    to rounding (identical in the tests).
+    """
+    return generate_with(model, prompt, n_new, _argmax_next, use_cache=use_cache)
+
+
+def _argmax_next(logits: torch.Tensor) -> torch.Tensor:
+    """Greedy choice: logits ``(B, V)`` -> the most likely token ids ``(B, 1)``."""
+    return logits.argmax(dim=-1, keepdim=True)
 
 
 # --- attention without the (T, S) score matrix ---------------------------------------------------

@@ -4,7 +4,8 @@ scalings used to extend the context (position interpolation, NTK-aware base, a l
 Vaswani et al. 2017 (sinusoidal); Su et al. 2021, "RoFormer" (RoPE); Press et al. 2022, "Train
 short, test long" (ALiBi); Chen et al. 2023, "Extending context window ... via positional
 interpolation"; bloc97 2023, "NTK-aware scaled RoPE"; Xiong et al. 2023, "Effective long-context
-scaling of foundation models" (LLaMA 2 Long: a larger base, "ABF").
+scaling of foundation models" (LLaMA 2 Long: a larger base, "ABF"); ChatGLM-6B's code (THUDM
+2023, the GLM-130B family of Zeng et al. 2023) for the 2D RoPE of ``apply_rope_2d``.
 
 RoPE acts on queries and keys of shape ``(..., T, D)`` and is given to attention as its
 ``rotary(x, positions)`` hook; ALiBi is an additive ``score_bias`` of shape ``(H, T, S)``.
@@ -125,6 +126,40 @@ def apply_rope_interleaved(x: torch.Tensor, positions: torch.Tensor, base: float
     cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)  # (T, D/2)
     even, odd = x[..., 0::2], x[..., 1::2]
     return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+
+
+def apply_rope_2d(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """ChatGLM's 2D RoPE: the first half of each head's dimensions rotated by ``positions[0]``, the
+    second half by ``positions[1]``.
+
+    ChatGLM-6B (THUDM 2023, in the GLM-130B family of Zeng et al. 2023) replaces GLM's two learned
+    position tables (Du et al. 2022, "2D positional encoding") by rotations: for ``x (..., T, D)`` with ``D``
+    a multiple of 4, ``x[..., :D/2]`` gets rotate-half RoPE (``apply_rope`` with head dimension ``D/2``) at
+    ``positions[0]`` (the position in the corrupted text) and ``x[..., D/2:]`` at
+    ``positions[1]`` (the position inside the span), as ChatGLM-6B's ``position_encoding_2d``
+    does. A query-key score then depends only on the two offsets.
+
+    Args:
+        x: queries or keys ``(..., T, D)``, ``D % 4 == 0``.
+        positions: ``(2, T)`` integer or float positions: one sequence's ``position_ids`` (from
+            ``objectives.glm_example``). For a batch ``(B, 2, T)`` with its own positions per
+            example, apply it per example.
+        base: the RoPE base of both halves.
+    """
+    check_tensor(x, "x", dtypes=(torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    check_tensor(positions, "positions", ndim=2)
+    if x.ndim < 2 or x.shape[-1] % 4:
+        raise ValueError(
+            "x: expected shape (..., T, D) with D a multiple of 4 (two halves of pairs), "
+            f"got {tuple(x.shape)}"
+        )
+    if positions.shape[0] != 2:
+        raise ValueError(f"positions: expected shape (2, T), got {tuple(positions.shape)}")
+    base = _check_base(base)
+    first, second = x.chunk(2, dim=-1)  # (..., T, D/2) each
+    return torch.cat(
+        [_rotate(first, positions[0], base, 1.0), _rotate(second, positions[1], base, 1.0)], dim=-1
+    )
 
 
 def interleaved_to_half(head_dim: int, device: Device = None) -> torch.Tensor:

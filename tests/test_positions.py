@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from course_lib import attention, positions
+from course_lib.objectives import glm_example
 
 
 def test_sinusoidal_values_follow_the_paper():
@@ -171,3 +172,41 @@ def test_float64_inputs_get_float64_speeds():
     expected = x * cos + positions.rotate_half(x) * sin
     torch.testing.assert_close(positions.apply_rope(x, at), expected, atol=1e-9, rtol=0)
     torch.testing.assert_close(positions.RotaryEmbedding(8)(x, at), expected, atol=1e-9, rtol=0)
+
+
+def chatglm_rope_2d(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """ChatGLM-6B's ``position_encoding_2d``, written out as its code does (``RotaryEmbedding`` of
+    dimension ``D/2``, ``emb = cat(freqs, freqs)``, ``apply_rotary_pos_emb_index`` per half)."""
+    half = x.shape[-1] // 2
+    inv_freq = 1.0 / base ** (torch.arange(0, half, 2, dtype=torch.float64) / half)
+    freqs = torch.arange(int(positions.max()) + 1, dtype=torch.float64)[:, None] * inv_freq
+    emb = torch.cat([freqs, freqs], dim=-1)
+    out = []
+    for part, rows in zip(x.chunk(2, dim=-1), positions, strict=True):
+        cos, sin = emb.cos()[rows], emb.sin()[rows]  # (T, D/2), looked up like F.embedding
+        left, right = part.chunk(2, dim=-1)
+        out.append(part * cos + torch.cat([-right, left], dim=-1) * sin)
+    return torch.cat(out, dim=-1)
+
+
+def test_apply_rope_2d_matches_chatglm_and_sees_only_offsets():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 10, 16, generator=g, dtype=torch.float64)  # (B, H, T, D)
+    example = glm_example(torch.arange(1, 7), [(4, 6), (2, 3)], 7, 8, 9)
+    pos = example["position_ids"]  # (2, 10), the paper's example
+    torch.testing.assert_close(positions.apply_rope_2d(x, pos), chatglm_rope_2d(x, pos), rtol=0, atol=1e-12)
+    # A query-key score depends on the two offsets only: shift both rows, the scores stay.
+    q, k = x[0, 0], x[1, 0]
+    scores = positions.apply_rope_2d(q, pos) @ positions.apply_rope_2d(k, pos).T
+    shifted = pos + torch.tensor([[7], [3]])
+    torch.testing.assert_close(
+        positions.apply_rope_2d(q, shifted) @ positions.apply_rope_2d(k, shifted).T, scores
+    )
+    # ...and each row matters: a rotation by row 1 alone changes them.
+    moved = pos.clone()
+    moved[1, -1] += 1
+    assert (positions.apply_rope_2d(q, moved) @ positions.apply_rope_2d(k, pos).T - scores).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="multiple of 4"):
+        positions.apply_rope_2d(torch.randn(10, 6), pos)
+    with pytest.raises(ValueError, match=r"\(2, T\)"):
+        positions.apply_rope_2d(x, pos[:1])
