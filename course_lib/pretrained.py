@@ -32,7 +32,6 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from course_lib import data
@@ -40,7 +39,7 @@ from course_lib._validate import check_tensor, describe
 from course_lib.attention import padding_mask
 from course_lib.bert import BertConfig, BertEncoder, load_hf_bert_state_dict
 from course_lib.models import TinyLM, TinyLMConfig
-from course_lib.train import load_checkpoint
+from course_lib.train import load_checkpoint, read_checkpoint_metadata
 from course_lib.wordpiece import WordPieceTokenizer
 
 ENV = "COURSE_MINILM_DIR"
@@ -242,7 +241,7 @@ def load_tiny_gpt(
             f"{TINY_GPT_HINT}"
         )
     try:
-        metadata = _read_metadata(file)
+        metadata = read_checkpoint_metadata(file)
         model = tied_tiny_lm(TinyLMConfig(**metadata["model_config"]))
         load_checkpoint(model, file)
     except Exception as error:  # a truncated file, foreign tensors or metadata
@@ -254,9 +253,3 @@ def load_tiny_gpt(
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer, metadata
-
-
-def _read_metadata(file: Path) -> dict:
-    """The ``course_metadata`` JSON of a safetensors file (``save_checkpoint`` writes it)."""
-    with safe_open(str(file), framework="pt") as handle:
-        return json.loads((handle.metadata() or {})["course_metadata"])

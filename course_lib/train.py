@@ -195,5 +195,14 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     load_model(model, str(path), strict=True, device="cpu")
-    with safe_open(path, framework="pt") as handle:
+    return read_checkpoint_metadata(path)
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict:
+    """The ``metadata`` that ``save_checkpoint`` stored in a safetensors file (``{}`` if none).
+
+    It reads the file's header only, so a loader can learn the model's configuration before it
+    builds the model.
+    """
+    with safe_open(str(path), framework="pt") as handle:
         return json.loads((handle.metadata() or {}).get("course_metadata", "{}"))
